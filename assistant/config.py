@@ -71,6 +71,7 @@ class Settings(BaseSettings):
 
     # --- guards
     max_question_chars: int = Field(2000, validation_alias=_env("ASSISTANT_MAX_QUESTION_CHARS"))
+    max_document_mb: float = Field(50.0, validation_alias=_env("ASSISTANT_MAX_DOCUMENT_MB"))
     max_upload_mb: float = Field(20.0, validation_alias=_env("ASSISTANT_MAX_UPLOAD_MB"))
     support_threshold: float = Field(0.5, validation_alias=_env("ASSISTANT_SUPPORT_THRESHOLD"))
 

@@ -1,0 +1,140 @@
+"""Hybrid retrieval: dense (Chroma) and lexical (BM25) candidates fused by reciprocal rank fusion.
+
+Exposed as a LangChain `BaseRetriever`; `search()` returns typed `ScoredPassage`s for our own code.
+"""
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document as LCDocument
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict, PrivateAttr
+
+from assistant import documents
+from assistant.config import Settings
+from assistant.embeddings import get_embedder
+from assistant.indexing import lexical_dir, open_store, rebuild_lexical, source_dir_of
+from assistant.lexical import LexicalIndex
+from assistant.models import ScoredPassage
+from assistant.store import VectorStore
+
+
+def rrf(rankings: list[list[str]], k: int = 60) -> dict[str, float]:
+    """Reciprocal rank fusion of several rankings of ids (best first)."""
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, pid in enumerate(ranking, start=1):
+            scores[pid] = scores.get(pid, 0.0) + 1.0 / (k + rank)
+    return scores
+
+
+class HybridRetriever(BaseRetriever):
+    """Dense + BM25 over one knowledge base."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    settings: Settings
+    kb: str
+    k: int = 5
+    _store: VectorStore = PrivateAttr()
+    _lexical: LexicalIndex | None = PrivateAttr(default=None)
+    _lexical_mtime: float = PrivateAttr(default=-1.0)
+    last_timings: dict[str, float] = {}
+
+    def model_post_init(self, __context: Any) -> None:
+        self._store = open_store(self.settings, self.kb, create=False)
+
+    # --- lexical index, reloaded when an ingest or a delete rewrote it
+    def _lexical_index(self) -> LexicalIndex:
+        meta = lexical_dir(self.settings, self.kb) / "meta.json"
+        mtime = meta.stat().st_mtime if meta.exists() else -1.0
+        if self._lexical is None or mtime != self._lexical_mtime:
+            self._lexical = LexicalIndex.load(meta.parent) if mtime >= 0 else None
+            if self._lexical is None:  # missing (e.g. a Chroma server filled elsewhere): derive it
+                self._lexical = rebuild_lexical(self.settings, self.kb, self._store)
+                mtime = meta.stat().st_mtime if meta.exists() else -1.0
+            self._lexical_mtime = mtime
+        return self._lexical
+
+    def search(self, query: str, k: int | None = None, query_vector: np.ndarray | None = None) -> list[ScoredPassage]:
+        k = k or self.k
+        n = max(self.settings.candidates, k)
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        if query_vector is None:
+            query_vector = get_embedder(self.settings).embed_query(query)
+            timings["embed"] = (time.perf_counter() - t0) * 1000
+        t1 = time.perf_counter()
+        dense = self._store.query(query_vector, n)
+        lexical = self._lexical_index().search(query, n)
+        fused = rrf([[d[0] for d in dense], [pid for pid, _ in lexical]], self.settings.rrf_k)
+        top = sorted(fused, key=lambda pid: -fused[pid])[:k]
+
+        rows = {pid: (text, meta) for pid, text, meta, _ in dense}
+        missing = [pid for pid in top if pid not in rows]
+        rows.update(self._store.get(missing))
+        dense_rank = {d[0]: (r, d[3]) for r, d in enumerate(dense, start=1)}
+        lex_rank = {pid: (r, s) for r, (pid, s) in enumerate(lexical, start=1)}
+        out = []
+        for rank, pid in enumerate(top, start=1):
+            if pid not in rows:  # deleted between the two look-ups
+                continue
+            text, meta = rows[pid]
+            out.append(
+                ScoredPassage(
+                    chunk_id=meta["chunk_id"],
+                    source=meta["source"],
+                    title=meta.get("title") or meta["source"],
+                    text=text,
+                    start=int(meta["start"]),
+                    end=int(meta["end"]),
+                    index=int(meta.get("index", 0)),
+                    page=meta.get("page"),
+                    content_hash=meta.get("content_hash", ""),
+                    score=fused[pid],
+                    dense_score=dense_rank.get(pid, (None, None))[1],
+                    dense_rank=dense_rank.get(pid, (None, None))[0],
+                    lexical_score=lex_rank.get(pid, (None, None))[1],
+                    lexical_rank=lex_rank.get(pid, (None, None))[0],
+                    rank=rank,
+                )
+            )
+        timings["retrieve"] = (time.perf_counter() - t1) * 1000
+        self.last_timings = timings
+        return out
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[LCDocument]:
+        return [
+            LCDocument(page_content=p.text, metadata=p.model_dump(exclude={"text"}), id=f"{p.source}::{p.chunk_id}")
+            for p in self.search(query)
+        ]
+
+    def document_text(self, source: str) -> str | None:
+        """The full text of a source document (offsets of passages and citations index into it)."""
+        folder = source_dir_of(self.settings, self.kb)
+        return _document_text(str(folder / source), str(folder))
+
+
+@lru_cache(maxsize=64)
+def _cached_text(path: str, root: str, mtime: float) -> str | None:
+    try:
+        return documents.load(Path(path), root=Path(root)).text
+    except (documents.UnsupportedDocument, OSError):
+        return None
+
+
+def _document_text(path: str, root: str) -> str | None:
+    try:
+        mtime = Path(path).stat().st_mtime
+    except OSError:
+        return None
+    return _cached_text(path, root, mtime)
+
+
+def open_retriever(settings: Settings, kb: str | None = None, k: int | None = None) -> HybridRetriever:
+    return HybridRetriever(settings=settings, kb=kb or settings.kb, k=k or settings.top_k)

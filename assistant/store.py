@@ -1,0 +1,188 @@
+"""The vector store: Chroma, embedded on disk by default or a Chroma server when CHROMA_HOST is set.
+
+One collection per knowledge base. Vectors are always computed by our embedder and handed to
+Chroma (the collection has no embedding function, so Chroma never downloads its default model).
+The collection records the embedding model's name and dimension; opening it with another model is
+refused with a message that tells how to rebuild.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from assistant.config import Settings
+from assistant.models import Passage
+
+KB_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,48}[a-z0-9]$|^[a-z0-9]$")
+_PREFIX = "kb_"
+_BATCH = 1000
+
+
+class StoreError(RuntimeError):
+    """The store cannot be reached or a collection cannot be used; the message is for the user."""
+
+
+class EmbeddingMismatch(StoreError):
+    pass
+
+
+def check_kb_name(kb: str) -> str:
+    if not KB_NAME.match(kb or ""):
+        raise StoreError(
+            f"invalid knowledge-base name {kb!r}: use 1-50 lower-case letters, digits, '-' or '_'"
+        )
+    return kb
+
+
+def connect(settings: Settings):
+    """A Chroma client: HTTP when CHROMA_HOST is set, else embedded on disk under the data dir."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    try:
+        if settings.chroma_host:
+            client = chromadb.HttpClient(host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings)
+            client.heartbeat()
+            return client
+        settings.chroma_dir.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(settings.chroma_dir), settings=chroma_settings)
+    except Exception as exc:  # connection refused, bad port, unwritable directory…
+        where = (
+            f"the Chroma server at {settings.chroma_host}:{settings.chroma_port}"
+            if settings.chroma_host
+            else f"the embedded Chroma at {settings.chroma_dir}"
+        )
+        raise StoreError(f"cannot open {where}: {_short(exc)}") from exc
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:200]
+
+
+class VectorStore:
+    """One knowledge base's collection: passages with their vectors and metadata."""
+
+    def __init__(self, settings: Settings, kb: str, model: str, dim: int, create: bool = True):
+        self.kb = check_kb_name(kb)
+        self.model, self.dim = model, dim
+        self._client = connect(settings)
+        name = _PREFIX + kb
+        try:
+            if create:
+                self._col = self._client.get_or_create_collection(
+                    name,
+                    embedding_function=None,
+                    metadata={"hnsw:space": "cosine", "embedding_model": model, "dim": dim, "kb": kb},
+                )
+            else:
+                self._col = self._client.get_collection(name, embedding_function=None)
+        except Exception as exc:
+            if not create:
+                raise StoreError(f"knowledge base {kb!r} does not exist: run `assistant ingest --kb {kb}`") from exc
+            raise StoreError(f"cannot open knowledge base {kb!r}: {_short(exc)}") from exc
+        meta = self._col.metadata or {}
+        if meta.get("embedding_model") != model or int(meta.get("dim", dim)) != dim:
+            raise EmbeddingMismatch(
+                f"knowledge base {kb!r} was built with embeddings {meta.get('embedding_model')!r} "
+                f"(dim {meta.get('dim')}), but the configured model is {model!r} (dim {dim}). "
+                f"Rebuild it with `assistant ingest --kb {kb} --rebuild`, or set ASSISTANT_EMBEDDINGS back."
+            )
+
+    # --- writing
+    def upsert(self, passages: Sequence[Passage], vectors: np.ndarray, extra: dict[str, Any]) -> None:
+        for i in range(0, len(passages), _BATCH):
+            part = passages[i : i + _BATCH]
+            self._col.upsert(
+                ids=[passage_key(p) for p in part],
+                embeddings=np.asarray(vectors[i : i + _BATCH], dtype=np.float32),
+                documents=[p.text for p in part],
+                metadatas=[_metadata(p, extra) for p in part],
+            )
+
+    def delete_ids(self, ids: Iterable[str]) -> None:
+        ids = list(ids)
+        for i in range(0, len(ids), _BATCH):
+            self._col.delete(ids=ids[i : i + _BATCH])
+
+    # --- reading
+    def count(self) -> int:
+        return self._col.count()
+
+    def all_metadata(self) -> list[tuple[str, dict]]:
+        """(id, metadata) of every passage, read in pages."""
+        out: list[tuple[str, dict]] = []
+        total = self._col.count()
+        for offset in range(0, total, _BATCH * 5):
+            got = self._col.get(include=["metadatas"], limit=_BATCH * 5, offset=offset)
+            out.extend(zip(got["ids"], got["metadatas"]))
+        return out
+
+    def all_passages(self) -> list[tuple[str, str, dict]]:
+        """(id, text, metadata) of every passage — for building the lexical index."""
+        out: list[tuple[str, str, dict]] = []
+        total = self._col.count()
+        for offset in range(0, total, _BATCH * 5):
+            got = self._col.get(include=["documents", "metadatas"], limit=_BATCH * 5, offset=offset)
+            out.extend(zip(got["ids"], got["documents"], got["metadatas"]))
+        return out
+
+    def get(self, ids: Sequence[str]) -> dict[str, tuple[str, dict]]:
+        if not ids:
+            return {}
+        got = self._col.get(ids=list(ids), include=["documents", "metadatas"])
+        return {i: (d, m) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])}
+
+    def query(self, vector: np.ndarray, n: int) -> list[tuple[str, str, dict, float]]:
+        """Nearest passages: (id, text, metadata, cosine similarity), best first."""
+        n = min(n, self.count())
+        if n <= 0:
+            return []
+        got = self._col.query(
+            query_embeddings=[np.asarray(vector, dtype=np.float32)],
+            n_results=n,
+            include=["documents", "metadatas", "distances"],
+        )
+        return [
+            (i, d, m, 1.0 - float(dist))
+            for i, d, m, dist in zip(got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0])
+        ]
+
+
+def passage_key(p: Passage) -> str:
+    """The id a passage has in the store (chunk ids are unique within a document)."""
+    return f"{p.source}::{p.chunk_id}"
+
+
+def _metadata(p: Passage, extra: dict[str, Any]) -> dict[str, Any]:
+    meta = {
+        "source": p.source,
+        "title": p.title,
+        "chunk_id": p.chunk_id,
+        "start": p.start,
+        "end": p.end,
+        "index": p.index,
+        "content_hash": p.content_hash,
+    }
+    if p.page is not None:
+        meta["page"] = p.page
+    meta.update({k: v for k, v in extra.items() if v is not None})
+    return meta
+
+
+def list_kbs(settings: Settings) -> list[str]:
+    client = connect(settings)
+    names = [c if isinstance(c, str) else c.name for c in client.list_collections()]
+    return sorted(n[len(_PREFIX) :] for n in names if n.startswith(_PREFIX))
+
+
+def drop_kb(settings: Settings, kb: str) -> bool:
+    client = connect(settings)
+    try:
+        client.delete_collection(_PREFIX + check_kb_name(kb))
+        return True
+    except Exception:
+        return False
