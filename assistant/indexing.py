@@ -7,6 +7,7 @@ way (some passages written, old ones not yet removed) is detected and repaired b
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -94,15 +95,20 @@ def _index_state(store: VectorStore) -> dict[str, dict]:
     for pid, meta in store.all_metadata():
         entry = state[meta["source"]]
         entry["ids"].append(pid)
-        entry["hashes"].add(meta.get("content_hash", ""))
+        entry["hashes"].add((meta.get("content_hash", ""), meta.get("meta_hash", "")))
         entry["n"] = int(meta.get("n_chunks", 0))
         for key in ("title", "size", "indexed_at"):
             entry[key] = meta.get(key)
     return dict(state)
 
 
-def _complete(entry: dict, content_hash: str) -> bool:
-    return entry["hashes"] == {content_hash} and len(entry["ids"]) == entry["n"]
+def _complete(entry: dict, version: tuple[str, str]) -> bool:
+    """All passages come from this version of the document (file hash, metadata hash) and none is missing."""
+    return entry["hashes"] == {version} and len(entry["ids"]) == entry["n"]
+
+
+def _meta_hash(meta: dict | None) -> str:
+    return hashlib.sha256(json.dumps(meta or {}, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _scan(folder: Path) -> tuple[list[tuple[Path, str]], list[tuple[str, str]]]:
@@ -156,7 +162,7 @@ def ingest(
     for path, digest in files:
         name = path.relative_to(folder).as_posix()
         entry = state.get(name)
-        if entry and _complete(entry, digest):
+        if entry and _complete(entry, (digest, _meta_hash(metadata.get(name)))):
             report.unchanged.append(name)
             continue
         try:
@@ -173,7 +179,13 @@ def ingest(
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     for doc in todo:
         passages = chunk_document(doc, settings.chunk_chars, settings.chunk_overlap_sentences)
-        extra = {"n_chunks": len(passages), "size": doc.size, "indexed_at": stamp, **_doc_meta(doc)}
+        extra = {
+            "n_chunks": len(passages),
+            "size": doc.size,
+            "indexed_at": stamp,
+            "meta_hash": _meta_hash(metadata.get(doc.source)),
+            **_doc_meta(doc),
+        }
         batch.extend((p, extra) for p in passages)
         while len(batch) >= settings.embedding_batch:
             report.embedded += _flush(store, embedder, batch[: settings.embedding_batch])
@@ -236,7 +248,8 @@ def list_documents(settings: Settings, kb: str | None = None) -> list[DocumentIn
     store = open_store(settings, kb, create=False)
     out = []
     for source, entry in sorted(_index_state(store).items()):
-        (digest,) = entry["hashes"] if len(entry["hashes"]) == 1 else ("(inconsistent)",)
+        version = next(iter(entry["hashes"])) if len(entry["hashes"]) == 1 else ("(inconsistent)", "")
+        digest = version[0]
         out.append(
             DocumentInfo(
                 source=source,
@@ -245,7 +258,7 @@ def list_documents(settings: Settings, kb: str | None = None) -> list[DocumentIn
                 content_hash=digest,
                 size=int(entry.get("size") or 0),
                 indexed_at=entry.get("indexed_at") or "",
-                complete=_complete(entry, digest),
+                complete=_complete(entry, version),
             )
         )
     return out

@@ -1,0 +1,187 @@
+"""The `assistant` command: thin argument parsing over the package's functions.
+
+Subcommands: ingest, search, kb list|docs|delete, config — plus `ask`/`chat` (assistant.answer_cli)
+and `eval` (assistant.evaluation.cli), registered by their own modules.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+from assistant.config import Settings  # noqa: E402
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=False, highlight=False)
+
+
+def cmd_ingest(args, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    from assistant.indexing import ingest
+
+    bar = None
+
+    def progress(done: int, total: int, name: str) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="doc", desc="indexing", disable=args.quiet, file=sys.stderr)
+        bar.set_postfix_str(name[-40:])
+        bar.update(done - bar.n)
+
+    report = ingest(settings, source_dir=args.path, kb=args.kb, progress=progress, rebuild=args.rebuild)
+    if bar:
+        bar.close()
+    if args.json:
+        print(json.dumps(report.__dict__, indent=2, default=str))
+        return 0
+    if args.quiet and not report.changed and not report.skipped:
+        return 0
+    out = _console()
+    out.print(
+        f"[bold]{report.kb}[/] ← {report.source_dir}: {len(report.added)} added, {len(report.updated)} updated, "
+        f"{len(report.removed)} removed, {len(report.unchanged)} unchanged, {len(report.skipped)} skipped; "
+        f"{report.chunks} passages ({report.embedded} embedded) in {report.seconds:.1f} s"
+    )
+    for name, reason in report.skipped:
+        out.print(f"  [yellow]skipped[/] {name}: {reason}")
+    return 0
+
+
+def cmd_search(args, settings: Settings) -> int:
+    from assistant.retrieval import open_retriever
+
+    passages = open_retriever(settings, args.kb, k=args.k).search(args.query)
+    if args.json:
+        print(json.dumps([p.model_dump() for p in passages], indent=2, ensure_ascii=False))
+        return 0
+    out = _console()
+    if not passages:
+        out.print("No passage found.")
+    for p in passages:
+        dense = f"{p.dense_score:.3f}" if p.dense_score is not None else "-"
+        lexical = f"{p.lexical_score:.2f}" if p.lexical_score is not None else "-"
+        out.print(f"[bold]{p.rank}.[/] {p.source} [dim]{p.chunk_id} chars {p.start}-{p.end} "
+                  f"fused {p.score:.4f} dense {dense} bm25 {lexical}[/]")
+        out.print("   " + " ".join(p.text.split()), soft_wrap=True)
+    return 0
+
+
+def cmd_kb_list(args, settings: Settings) -> int:
+    from assistant.indexing import list_documents, source_dir_of
+    from assistant.store import list_kbs
+
+    kbs = list_kbs(settings)
+    if args.json:
+        print(json.dumps(kbs))
+        return 0
+    if not kbs:
+        print("No knowledge base yet: run `assistant ingest`.")
+    for kb in kbs:
+        docs = list_documents(settings, kb)
+        mark = "*" if kb == settings.kb else " "
+        print(f"{mark} {kb}: {len(docs)} documents, {sum(d.chunks for d in docs)} passages ← {source_dir_of(settings, kb)}")
+    return 0
+
+
+def cmd_kb_docs(args, settings: Settings) -> int:
+    from assistant.indexing import list_documents
+
+    docs = list_documents(settings, args.kb)
+    if args.json:
+        print(json.dumps([d.__dict__ for d in docs], indent=2, ensure_ascii=False))
+        return 0
+    for d in docs:
+        flag = "" if d.complete else "  (incomplete: re-run ingest)"
+        print(f"{d.source}\t{d.chunks} passages\t{d.size} bytes\t{d.indexed_at}\t{d.content_hash[:12]}\t{d.title}{flag}")
+    return 0
+
+
+def cmd_kb_delete(args, settings: Settings) -> int:
+    from assistant.indexing import delete_kb
+
+    if not args.yes and sys.stdin.isatty():
+        if input(f"Delete knowledge base {args.name!r} (its index; source files are kept)? [y/N] ").lower() != "y":
+            return 1
+    if delete_kb(settings, args.name):
+        print(f"Deleted knowledge base {args.name!r}.")
+        return 0
+    print(f"No knowledge base named {args.name!r}.", file=sys.stderr)
+    return 1
+
+
+def cmd_config(args, settings: Settings) -> int:
+    for key, value in settings.masked().items():
+        print(f"{key} = {value}")
+    print(f"generator (resolved) = {settings.resolved_generator}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="assistant", description="Grounded, cited answers about your documents.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", help="index a folder of documents (incremental)")
+    p.add_argument("path", nargs="?", help="folder of documents (default: the knowledge base's folder)")
+    p.add_argument("--kb", help="knowledge-base name (default: ASSISTANT_KB)")
+    p.add_argument("--rebuild", action="store_true", help="drop the index first (e.g. after changing the embedding model)")
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing when nothing changed")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("search", help="print the passages retrieved for a query")
+    p.add_argument("query")
+    p.add_argument("--kb")
+    p.add_argument("-k", type=int, default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_search)
+
+    kb = sub.add_parser("kb", help="knowledge bases").add_subparsers(dest="kb_command", required=True)
+    p = kb.add_parser("list", help="list knowledge bases")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_kb_list)
+    p = kb.add_parser("docs", help="list the documents of a knowledge base")
+    p.add_argument("--kb")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_kb_docs)
+    p = kb.add_parser("delete", help="delete a knowledge base's index")
+    p.add_argument("name")
+    p.add_argument("--yes", "-y", action="store_true")
+    p.set_defaults(func=cmd_kb_delete)
+
+    p = sub.add_parser("config", help="print the settings in force (secrets masked)")
+    p.set_defaults(func=cmd_config)
+
+    for module in ("assistant.answer_cli", "assistant.evaluation.cli"):
+        try:
+            importlib.import_module(module).register(sub)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from assistant.store import StoreError
+
+    try:
+        settings = Settings()
+        return int(args.func(args, settings) or 0)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
