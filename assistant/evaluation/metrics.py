@@ -18,7 +18,7 @@ from typing import Any
 _PUNCT_MAP = str.maketrans(
     {
         "\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'", "\u00b4": "'",
-        "\u201c": '"', "\u201d": '"', "\u00ab": '"', "\u00bb": '"', "\u201e": '"',
+        '"': " ", "\u201c": " ", "\u201d": " ", "\u00ab": " ", "\u00bb": " ", "\u201e": " ",
         "-": " ", "\u2010": " ", "\u2011": " ", "\u2012": " ", "\u2013": " ", "\u2014": " ", "\u2212": " ",
         "\u00a0": " ", "\u202f": " ", "\u2009": " ",
     }
@@ -31,8 +31,9 @@ def fold(text: str) -> str:
     """Case-, accent- and space-insensitive form of `text`.
 
     Lower-cases (casefold), strips accents (NFKD minus combining marks, so "Ouïghours" -> "ouighours",
-    "œ" stays a letter), unifies typographic quotes and apostrophes, turns hyphens and dashes into spaces
-    ("États-Unis" == "etats unis") and collapses runs of white space.
+    "œ" stays a letter), unifies apostrophes, turns double quotes of any style (« », “ ”, ") and hyphens
+    and dashes into spaces ("États-Unis" == "etats unis", « ouverte » == "ouverte") and collapses runs of
+    white space.
     """
     text = unicodedata.normalize("NFKD", text or "")
     text = "".join(ch for ch in text if not unicodedata.combining(ch))
@@ -202,6 +203,7 @@ METRICS: dict[str, tuple[bool, str]] = {
     "hit_at_k": (True, "retrieval hit@k"),
     "recall_at_k": (True, "retrieval recall@k"),
     "mrr": (True, "retrieval MRR"),
+    "context_hit": (True, "expected text in retrieved passages"),
     "citation_validity": (True, "citation validity"),
     "citation_correctness": (True, "citation correctness"),
     "latency_p50_ms": (False, "latency p50 (ms)"),
@@ -236,6 +238,7 @@ def aggregate(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "hit_at_k": _mean(r.get("hit") for r in results),
         "recall_at_k": _mean(r.get("recall") for r in results),
         "mrr": _mean(r.get("rr") for r in results),
+        "context_hit": _mean(r.get("context_hit") for r in results),
         "citations_shown": shown,
         "citation_validity": valid / shown if shown else None,
         "citation_correctness": _mean(r.get("citation_correct") for r in results),
@@ -270,3 +273,21 @@ def check_thresholds(summary: Mapping[str, Any], minimums: Mapping[str, float], 
         elif value > limit:
             failures.append(f"{name}: {value:.3f} > allowed {limit:g}")
     return failures
+
+
+def diagnose(row: Mapping[str, Any]) -> str:
+    """A short reason why a result row is wrong ("" when it is right), for failure lists."""
+    if row.get("correct"):
+        return ""
+    if row.get("error"):
+        return f"error: {row['error']}"
+    retrieved = {True: "; expected text was retrieved", False: "; expected text not in the retrieved passages", None: ""}
+    context = retrieved[row.get("context_hit")]
+    if row["outcome"] == "false_answer":
+        return "answered although unanswerable"
+    if row["outcome"] == "false_refusal":
+        return "declined although answerable" + context
+    missing = " / ".join("|".join(group) for group in row.get("missing", []))
+    if row.get("context_hit") is False:
+        return f"retrieval miss: {missing} not in the top-k passages"
+    return f"answer lacks {missing}" + context
