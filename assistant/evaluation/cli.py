@@ -83,10 +83,10 @@ def register(subparsers) -> None:
     i.set_defaults(func=cmd_import_squad)
 
 
-def _console():
+def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(highlight=False)
+    return Console(highlight=False, stderr=stderr, soft_wrap=stderr)
 
 
 def _thresholds(args) -> tuple[dict[str, float], dict[str, float]]:
@@ -132,9 +132,7 @@ def cmd_run(args, settings: Settings) -> int:
     from assistant.evaluation.dataset import DatasetError, load_dataset
     from assistant.evaluation.metrics import check_thresholds
 
-    console = _console()
-    err = _console()
-    err.file = sys.stderr
+    console, err = _console(), _console(stderr=True)
     try:
         items = load_dataset(args.dataset)
         baseline = runner.load_report(args.baseline) if args.baseline else None

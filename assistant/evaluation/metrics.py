@@ -93,7 +93,9 @@ def must_include(answer: str, groups: Sequence[Sequence[str]]) -> tuple[bool, li
 
 
 def refusal_outcome(answerable: bool, declined: bool) -> str:
-    """One of "answered" / "declined" (both right), "false_refusal", "false_answer"."""
+    """One of "answered" / "declined" (both right), "false_refusal", "false_answer".
+
+    (The runner records "error" instead when the chain failed without an answer; it counts as wrong.)"""
     if answerable:
         return "false_refusal" if declined else "answered"
     return "declined" if declined else "false_answer"

@@ -54,7 +54,7 @@ def score_item(item: EvalItem, answer: Answer, latency_ms: float | None, k: int)
              "valid": valid, "supported": c.supported, "support": round(c.support, 3)}
         )
     valid_count = sum(c["valid"] for c in citations)
-    outcome = metrics.refusal_outcome(item.answerable, answer.declined)
+    outcome = "error" if answer.error and not answer.text else metrics.refusal_outcome(item.answerable, answer.declined)
     row = {
         "id": item.id,
         "question": item.question,
@@ -75,7 +75,7 @@ def score_item(item: EvalItem, answer: Answer, latency_ms: float | None, k: int)
              "text": " ".join(p.text.split())[:SNIPPET]}
             for p in sorted(answer.passages, key=lambda p: p.rank or 0)
         ],
-        "correct": metrics.is_correct(item.answerable, answer.declined, content_ok),
+        "correct": outcome != "error" and metrics.is_correct(item.answerable, answer.declined, content_ok),
         "content_ok": content_ok if item.answerable else None,
         "missing": missing if item.answerable else [],
         "outcome": outcome,
@@ -126,15 +126,19 @@ def git_commit() -> str | None:
 def run_config(settings: Settings, kb: str, k: int, dataset: str | Path | None) -> dict[str, Any]:
     from assistant.embeddings import get_embedder
     from assistant.indexing import kb_content_hash, list_documents
+    from assistant.store import StoreError
 
-    docs = list_documents(settings, kb)
+    try:
+        docs, kb_hash = list_documents(settings, kb), kb_content_hash(settings, kb)
+    except StoreError:  # the chain will report the missing knowledge base per question
+        docs, kb_hash = [], None
     generator = settings.resolved_generator
     return {
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "dataset": str(dataset) if dataset else None,
         "dataset_sha256": file_sha256(dataset)[:16] if dataset and Path(dataset).is_file() else None,
         "kb": kb,
-        "kb_hash": kb_content_hash(settings, kb),
+        "kb_hash": kb_hash,
         "kb_documents": len(docs),
         "kb_passages": sum(d.chunks for d in docs),
         "generator": generator,
