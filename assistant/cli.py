@@ -19,7 +19,7 @@ from assistant.config import Settings  # noqa: E402
 def _console():
     from rich.console import Console
 
-    return Console(stderr=False, highlight=False)
+    return Console(stderr=False, highlight=False, soft_wrap=True)
 
 
 def cmd_ingest(args, settings: Settings) -> int:
