@@ -83,6 +83,25 @@ def test_import_squad_rejects_other_json(tmp_path):
         import_squad(bad, tmp_path / "out")
 
 
+def test_import_nomiracl_builds_a_refusal_benchmark(tmp_path):
+    from assistant.evaluation.importers import import_nomiracl
+
+    src = tmp_path / "nomiracl"
+    src.mkdir()
+    queries = [{"query_id": "1", "query": "Qui a fondé Rome ?", "subset": "relevant", "docids": ["10#1", "10#0"]},
+               {"query_id": "2", "query": "Meilleur âge pour skier ?", "subset": "non_relevant", "docids": ["20#3"]},
+               {"query_id": "3", "query": "Pourquoi le ciel est bleu ?", "subset": "non_relevant", "docids": ["30#0"]}]
+    corpus = [{"docid": "10#0", "title": "Rome", "text": "Rome est une ville."}, {"docid": "10#1", "title": "Rome", "text": "Romulus a fondé Rome."},
+              {"docid": "20#3", "title": "Ski", "text": "Le ski se pratique l'hiver."}, {"docid": "30#0", "title": "Ciel", "text": "Le ciel."}]
+    (src / "queries.jsonl").write_text("\n".join(json.dumps(q) for q in queries), encoding="utf-8")
+    (src / "corpus.jsonl").write_text("\n".join(json.dumps(c) for c in corpus), encoding="utf-8")
+    rep = import_nomiracl(src, tmp_path / "out", queries=2, seed=0)
+    assert (rep.questions, rep.unanswerable) == (2, 1)
+    items = load_dataset(rep.dataset)
+    assert [i.answerable for i in items] == [True, False] and items[0].type == "relevant"
+    assert (rep.docs_dir / "rome-10.txt").read_text(encoding="utf-8") == "Rome\n\nRome est une ville.\n\nRomulus a fondé Rome.\n"
+
+
 # ---------------------------------------------------------------- runner with a scripted chain
 
 

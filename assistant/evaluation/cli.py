@@ -4,6 +4,7 @@
                        [--min-accuracy X] [--min-refusal X] [--min-hit X] [--min-citation-validity X] …
     assistant eval DATASET.jsonl …            (same as `run`: a first argument that is not an action)
     assistant eval import-squad FILE --out DIR [--articles N] [--seed S] [--max-questions N] [--lang fr]
+    assistant eval import-nomiracl DIR --out DIR [--queries N] [--seed S]   (refusal benchmark)
 
 Exit codes: 0 all thresholds met, 1 a threshold failed (each failure is printed), 2 bad input.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 
 from assistant.config import Settings
 
-ACTIONS = ("run", "import-squad")
+ACTIONS = ("run", "import-squad", "import-nomiracl")
 
 # flag -> (summary metric, "min" or "max")
 THRESHOLDS = {
@@ -52,7 +53,7 @@ def register(subparsers) -> None:
     )
     p.__class__ = _EvalParser
     p.set_defaults(func=lambda args, settings: (p.print_help(), 2)[1])
-    sub = p.add_subparsers(dest="eval_action", metavar="{run,import-squad}", parser_class=argparse.ArgumentParser)
+    sub = p.add_subparsers(dest="eval_action", metavar="{run,import-squad,import-nomiracl}", parser_class=argparse.ArgumentParser)
 
     r = sub.add_parser("run", help="ask every question and write report.json, report.md and charts")
     r.add_argument("dataset", type=Path, help="JSONL data set (see evals/paris_summit.jsonl)")
@@ -81,6 +82,15 @@ def register(subparsers) -> None:
     i.add_argument("--lang", help="language tag for the questions and documents (e.g. fr, en)")
     i.add_argument("--kb", help="also ingest the documents into this knowledge base")
     i.set_defaults(func=cmd_import_squad)
+
+    n = sub.add_parser("import-nomiracl", help="NoMIRACL folder (queries.jsonl, corpus.jsonl) -> documents + refusal data set")
+    n.add_argument("folder", type=Path)
+    n.add_argument("--out", type=Path, required=True)
+    n.add_argument("--queries", type=int, help="sample N queries, half from each subset (default: all)")
+    n.add_argument("--seed", type=int, default=0)
+    n.add_argument("--lang", default="fr")
+    n.add_argument("--kb", help="also ingest the documents into this knowledge base")
+    n.set_defaults(func=cmd_import_nomiracl)
 
 
 def _console(stderr: bool = False):
@@ -189,12 +199,23 @@ def cmd_run(args, settings: Settings) -> int:
 
 
 def cmd_import_squad(args, settings: Settings) -> int:
-    from assistant.evaluation.dataset import DatasetError
     from assistant.evaluation.importers import import_squad
 
+    return _imported(args, settings, lambda: import_squad(args.file, args.out, articles=args.articles, seed=args.seed,
+                                                          max_questions=args.max_questions, lang=args.lang))
+
+
+def cmd_import_nomiracl(args, settings: Settings) -> int:
+    from assistant.evaluation.importers import import_nomiracl
+
+    return _imported(args, settings, lambda: import_nomiracl(args.folder, args.out, queries=args.queries, seed=args.seed, lang=args.lang))
+
+
+def _imported(args, settings: Settings, do_import) -> int:
+    from assistant.evaluation.dataset import DatasetError
+
     try:
-        rep = import_squad(args.file, args.out, articles=args.articles, seed=args.seed,
-                           max_questions=args.max_questions, lang=args.lang)
+        rep = do_import()
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

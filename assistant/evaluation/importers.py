@@ -155,3 +155,76 @@ def import_squad(
         raise DatasetError(f"{path}: no usable question in the selected articles")
     write_dataset(items, report.dataset)
     return report
+
+
+def import_nomiracl(
+    folder: str | Path,
+    out_dir: str | Path,
+    queries: int | None = None,
+    seed: int = 0,
+    lang: str | None = "fr",
+) -> ImportReport:
+    """NoMIRACL (queries.jsonl + corpus.jsonl) -> OUT/docs/ + OUT/dataset.jsonl, a refusal benchmark.
+
+    Every Wikipedia article among the sampled queries' passages becomes one document (title, then its
+    passages in order). Queries of the "non_relevant" subset are unanswerable (the right behaviour is
+    to decline); "relevant" ones are answerable without gold answer text or gold document (NoMIRACL
+    judges passages, not answers), so they only measure false refusals. `queries`: sample that many,
+    half from each subset, with `random.Random(seed)`.
+    """
+    folder, out_dir = Path(folder), Path(out_dir)
+    try:
+        rows = [json.loads(line) for line in (folder / "queries.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"cannot read NoMIRACL queries in {folder}: {exc}") from None
+    if queries is not None and queries < len(rows):
+        rng = random.Random(seed)
+        by_subset: dict[str, list[dict]] = {}
+        for row in rows:
+            by_subset.setdefault(row.get("subset", ""), []).append(row)
+        picked: list[dict] = []
+        for i, (_name, group) in enumerate(sorted(by_subset.items())):
+            share = queries // len(by_subset) + (1 if i < queries % len(by_subset) else 0)
+            picked += rng.sample(group, min(share, len(group)))
+        order = {id(r): n for n, r in enumerate(rows)}
+        rows = sorted(picked, key=lambda r: order[id(r)])
+    wanted = {d for r in rows for d in r.get("docids", [])}
+    passages: dict[str, dict] = {}
+    with (folder / "corpus.jsonl").open(encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                p = json.loads(line)
+                if p["docid"] in wanted:
+                    passages[p["docid"]] = p
+
+    articles: dict[str, list[tuple[int, dict]]] = {}
+    for docid, p in passages.items():
+        art, _, idx = docid.partition("#")
+        articles.setdefault(art, []).append((int(idx) if idx.isdigit() else 0, p))
+    docs_dir = out_dir / "docs"
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    for old in docs_dir.glob("*.txt"):
+        old.unlink()
+    report = ImportReport(docs_dir=docs_dir, dataset=out_dir / "dataset.jsonl")
+    metadata, used = {}, set()
+    for art, parts in sorted(articles.items()):
+        parts.sort(key=lambda t: t[0])
+        title = parts[0][1].get("title") or art
+        name = _unique(f"{slugify(title, 50)}-{art}", used) + ".txt"
+        (docs_dir / name).write_text(title + "\n\n" + "\n\n".join(p["text"].strip() for _, p in parts) + "\n", encoding="utf-8")
+        metadata[name] = {"title": title, **({"language": lang} if lang else {})}
+        report.articles += 1
+        report.paragraphs += len(parts)
+    (docs_dir / "_metadata.json").write_text(json.dumps(metadata, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+    items = []
+    for row in rows:
+        answerable = row.get("subset") == "relevant"
+        items.append(EvalItem(id=str(row["query_id"]), question=row["query"], answerable=answerable, lang=lang,
+                              type=row.get("subset") or None, meta={"docids": row.get("docids", [])}))
+        report.questions += 1
+        report.unanswerable += not answerable
+    if not items:
+        raise DatasetError(f"{folder}: no query selected")
+    write_dataset(items, report.dataset)
+    return report
