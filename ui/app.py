@@ -1,0 +1,79 @@
+"""Streamlit entry point: `streamlit run ui/app.py` (what `make run` does).
+
+Three pages (Chat, Library, Evals) under st.navigation, and a sidebar shared by all of them: the
+knowledge base of this session and the generator in force. Any unexpected error is shown as a short
+message, never as a stack trace.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # fallback when the package is not installed in the interpreter
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from ui import state  # noqa: E402
+
+log = logging.getLogger("ui")
+PAGES = Path(__file__).resolve().parent / "pages"
+
+st.set_page_config(page_title="Summit assistant", page_icon=":material/forum:", layout="wide")
+st.markdown(
+    """<style>
+    mark.cite {background: #fde68a; padding: 0 .15em; border-radius: .2em;}
+    div.passage {font-size: .92rem; line-height: 1.5; color: inherit; border-left: 3px solid #cbd5e1;
+                 padding: .2rem .8rem; margin: .2rem 0 .4rem 0;}
+    div.passage .dim {opacity: .6;}
+    </style>""",
+    unsafe_allow_html=True,
+)
+
+
+def sidebar(settings) -> None:
+    """Knowledge-base selector and what answers the questions."""
+    from assistant.store import list_kbs
+
+    with st.sidebar:
+        try:
+            kbs = list_kbs(settings)
+            st.session_state[state.KBS_KEY] = kbs
+        except Exception as exc:  # Chroma server down, unwritable data dir…
+            kbs = []
+            st.session_state[state.KBS_KEY] = None
+            st.error(f"Vector store unavailable — {state.short_error(exc)}")
+        options = sorted(set(kbs) | {settings.kb})
+        st.selectbox("Knowledge base", options, key=state.KB_KEY,
+                     help="Each knowledge base is its own collection of documents (create one on the Library page)")
+        if settings.resolved_generator == "openai":
+            where = settings.openai_base_url or "api.openai.com"
+            st.markdown(f"**Generator** `openai` · model `{settings.llm_model}`")
+            st.caption(f"LLM configured ({where})" if settings.llm_configured else "No LLM key or endpoint set")
+        else:
+            st.markdown("**Generator** `extractive` (offline)")
+            st.caption("No LLM configured: answers quote the sources verbatim. "
+                       "Set OPENAI_API_KEY or OPENAI_BASE_URL to use a model.")
+
+
+try:
+    settings = state.session_settings()
+except Exception as exc:
+    st.error(f"The assistant cannot start: {state.short_error(exc)}")
+    st.stop()
+
+sidebar(settings)
+page = st.navigation(
+    [
+        st.Page(PAGES / "chat.py", title="Chat", icon=":material/chat:", default=True),
+        st.Page(PAGES / "library.py", title="Library", icon=":material/library_books:"),
+        st.Page(PAGES / "evals.py", title="Evals", icon=":material/analytics:"),
+    ]
+)
+try:
+    page.run()
+except Exception as exc:  # the pages handle expected errors; this is the last net (reruns are BaseExceptions)
+    log.exception("page %s failed", page.title)
+    st.error(f"Something went wrong: {state.short_error(exc)}")
