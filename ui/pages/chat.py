@@ -1,0 +1,133 @@
+"""Chat: questions about the documents, answers streamed, cited sentence by sentence."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import streamlit as st
+
+from assistant.models import Answer, Turn
+from ui import render, state
+
+EXAMPLES = [
+    "Combien de pays ont signé la déclaration ?",
+    "Quels pays ont refusé de signer la déclaration ?",
+    "Que reproche J.D. Vance à la réglementation européenne ?",
+]
+
+settings = state.session_settings()
+chat = state.history()
+reader = render.file_text_reader(settings)
+
+st.title("Chat")
+st.caption(f"Answers come only from the documents of the knowledge base **{settings.kb}**; "
+           "every sentence cites its source.")
+
+try:
+    assistant, load_error = state.get_assistant(settings), None
+except Exception as exc:  # the chain builds lazily, but a set-up failure must still read well
+    assistant, load_error = None, state.short_error(exc)
+if load_error:
+    st.error(f"The assistant is not available: {load_error}", icon=":material/error:")
+known = st.session_state.get(state.KBS_KEY)
+if known is not None and settings.kb not in known:
+    st.info(f"Knowledge base **{settings.kb}** has no documents yet.", icon=":material/info:")
+    st.page_link("pages/library.py", label="Add documents on the Library page", icon=":material/library_books:")
+
+
+def _text_chunks(stream: Iterator, holder: dict) -> Iterator[str]:
+    """The str chunks of `Assistant.stream`, keeping the final Answer aside."""
+    for item in stream:
+        if isinstance(item, Answer):
+            holder["answer"] = item
+        elif item:
+            yield str(item).replace("$", r"\$")
+
+
+def ask(question: str) -> dict:
+    """Ask with the history, streaming into the assistant bubble; returns the history entry."""
+    turns = [Turn(question=e["question"], answer=e["answer"].text)
+             for e in chat if e.get("answer") is not None and not e["answer"].error]
+    holder: dict = {}
+    slot = st.empty()
+    try:
+        if hasattr(assistant, "stream"):
+            with slot.container():
+                with st.spinner("Searching the documents…"):
+                    stream = iter(assistant.stream(question, turns))
+                    first = next(stream, None)  # retrieval happens before the first chunk
+                st.write_stream(_text_chunks(_chain([first], stream), holder))
+        else:
+            holder["answer"] = assistant.ask(question, turns)
+    except Exception as exc:  # the chain should not raise; if it does, the user reads one line
+        return {"question": question, "answer": None, "error": f"The question could not be answered: {state.short_error(exc)}"}
+    finally:
+        slot.empty()
+    answer = holder.get("answer")
+    if answer is None:
+        return {"question": question, "answer": None, "error": "The assistant returned no answer."}
+    return {"question": question, "answer": answer, "error": None}
+
+
+def _chain(head: list, tail: Iterator) -> Iterator:
+    for item in head:
+        if item is not None:
+            yield item
+    yield from tail
+
+
+def show_entry(i: int, entry: dict) -> None:
+    with st.chat_message("user"):
+        st.markdown(render.md_text(entry["question"]))
+    with st.chat_message("assistant"):
+        if entry.get("error"):
+            st.error(entry["error"], icon=":material/error:")
+        else:
+            render.render_answer(entry["answer"], reader, key=f"a{i}")
+
+
+question = st.chat_input("Ask a question about the documents…", max_chars=settings.max_question_chars)
+question = question if question is not None else st.session_state.pop("pending_question", None)
+
+if not chat and question is None and not load_error:
+    with st.chat_message("assistant"):
+        st.markdown("Ask me about the documents, in French or English. For example:")
+        for example in EXAMPLES:
+            st.button(example, key=f"example-{example}", icon=":material/help:",
+                      on_click=st.session_state.__setitem__, args=("pending_question", example))
+
+for i, entry in enumerate(chat):
+    show_entry(i, entry)
+
+if question is not None:
+    if not question.strip():
+        with st.chat_message("assistant"):
+            st.warning("Please type a question: the message was empty.", icon=":material/edit_note:")
+    elif assistant is None:
+        entry = {"question": question, "answer": None, "error": f"The assistant is not available: {load_error}"}
+        chat.append(entry)
+        show_entry(len(chat) - 1, entry)
+    else:
+        with st.chat_message("user"):
+            st.markdown(render.md_text(question))
+        with st.chat_message("assistant"):
+            entry = ask(question)
+            if entry["error"]:
+                st.error(entry["error"], icon=":material/error:")
+            else:
+                render.render_answer(entry["answer"], reader, key=f"a{len(chat)}")
+        chat.append(entry)
+
+# --- sidebar: top-k, new conversation, what each answer retrieved ---------------------------------------------
+with st.sidebar:
+    st.divider()
+    st.slider("Passages retrieved (top-k)", 1, max(20, settings.top_k), value=settings.top_k, key="_top_k",
+              on_change=lambda: st.session_state.__setitem__("top_k", st.session_state["_top_k"]))
+    st.button("New conversation", icon=":material/add_comment:", on_click=state.new_conversation,
+              disabled=not chat, width="stretch")
+    answered = [(i, e) for i, e in enumerate(chat, start=1) if e.get("answer") is not None]
+    if answered:
+        st.markdown("**Retrieval details**")
+    for i, entry in reversed(answered):
+        label = entry["question"] if len(entry["question"]) <= 40 else entry["question"][:39] + "…"
+        with st.expander(f"#{i} · {label}", expanded=i == len(chat)):
+            render.render_details(entry["answer"])
