@@ -171,15 +171,10 @@ def test_runner_scores_asks_history_first_and_survives_errors(tmp_path):
         assert (tmp_path / "out2" / png).stat().st_size > 1000
 
 
-@pytest.fixture(scope="module")
-def eval_settings(tmp_path_factory):
-    """The default articles ingested into a private data dir (ASSISTANT_DATA_DIR)."""
-    from assistant.config import Settings
-    from assistant.indexing import ingest
-
-    settings = Settings(data_dir=tmp_path_factory.mktemp("eval-data"))
-    ingest(settings)
-    return settings
+@pytest.fixture
+def eval_settings(indexed_settings):
+    """The default articles ingested once per session into a private data dir (conftest)."""
+    return indexed_settings
 
 
 def _settings(tmp_path):

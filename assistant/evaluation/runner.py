@@ -37,15 +37,16 @@ def score_item(item: EvalItem, answer: Answer, latency_ms: float | None, k: int)
     """One result row of report.json: the answer as shown plus every per-question metric.
 
     Retrieval and citation metrics apply to answerable questions with gold sources only (None
-    otherwise); `context_hit` tells whether the retrieved passages held the expected text at all, which
-    separates retrieval misses from generation misses.
+    otherwise); `context_hit` tells whether the passages given to the generator held the expected text
+    at all, which separates retrieval misses from generation misses.
     """
-    ranked = [p.source for p in sorted(answer.passages, key=lambda p: p.rank or 0)]
+    passages = sorted(answer.passages, key=lambda p: p.rank or 0)
+    ranked = [p.source for p in passages]
     gold = item.sources if item.answerable else []
     content_ok, missing = metrics.must_include(answer.text, item.must_include)
     context_ok = None
-    if item.answerable and item.must_include:
-        context_ok, _ = metrics.must_include("\n".join(p.text for p in answer.passages[:k]), item.must_include)
+    if item.answerable and item.must_include:  # over every passage the generator was given (may be > k)
+        context_ok, _ = metrics.must_include("\n".join(p.text for p in passages), item.must_include)
     citations = []
     for c in answer.citations:
         valid = metrics.quote_in_passage(c.quote, _citation_passage(c, answer))
@@ -73,7 +74,7 @@ def score_item(item: EvalItem, answer: Answer, latency_ms: float | None, k: int)
         "retrieved": [
             {"rank": p.rank, "source": p.source, "chunk_id": p.chunk_id, "score": round(p.score, 5),
              "text": " ".join(p.text.split())[:SNIPPET]}
-            for p in sorted(answer.passages, key=lambda p: p.rank or 0)
+            for p in passages
         ],
         "correct": outcome != "error" and metrics.is_correct(item.answerable, answer.declined, content_ok),
         "content_ok": content_ok if item.answerable else None,
