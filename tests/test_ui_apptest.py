@@ -71,7 +71,9 @@ def test_cited_answer_with_source_cards_conflict_and_details(app_env):
     assert any("disagree" in w.value and "61" in w.value and "58" in w.value for w in reply.warning)
     assert [e.label for e in reply.expander if e.label == "Read in context"]
     details = [e for e in at.sidebar.expander if e.label.startswith("#1 · ")]
-    assert details and "Timings" in texts(details[0]) and "fused" in texts(details[0])
+    assert details and "Timings" in texts(details[0])
+    scores = details[0].dataframe[0].value
+    assert {"fused", "dense", "BM25"} <= set(scores.columns) and len(scores) >= 2
     assert_no_traceback(at)
 
 

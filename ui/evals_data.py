@@ -37,6 +37,8 @@ RATES = {
     "citation_correctness": "citation correctness",
 }
 SLICE_METRICS = ["accuracy", "hit_at_k", "citation_validity"]
+COLORS = {"this run": "#2563eb", "baseline": "#94a3b8",  # chart series -> colour
+          "accuracy": "#2563eb", "hit@k": "#60a5fa", "citation validity": "#f59e0b"}
 
 
 @dataclass

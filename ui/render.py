@@ -6,6 +6,7 @@ import html
 import re
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from assistant.models import Answer, Citation
@@ -87,7 +88,8 @@ def render_conflict(conflict) -> None:
     lines = [f"**The sources disagree** about {conflict.about}:"]
     for value in conflict.values:
         marker = f" [{value.citation}]" if value.citation else ""
-        quote = f" — “{value.quote}”" if value.quote else ""
+        quote = value.quote if len(value.quote) <= 160 else value.quote[:159] + "…"
+        quote = f" — “{quote}”" if quote else ""
         lines.append(f"- **{value.value}** according to `{value.source}`{marker}{quote}")
     st.warning("\n".join(lines).replace("$", r"\$"), icon=":material/compare_arrows:")
 
@@ -131,7 +133,7 @@ def _num(value, fmt: str = "{:.3f}") -> str:
     return "–" if value is None else fmt.format(value)
 
 
-def render_details(answer: Answer) -> None:
+def render_details(answer: Answer, key: str = "") -> None:
     """What was retrieved (ranks and scores) and how long each stage took."""
     who = answer.generator + (f" · {answer.model}" if answer.model else "")
     if who:
@@ -144,16 +146,32 @@ def render_details(answer: Answer) -> None:
         st.markdown(f"**Timings** {stages}" + (f" · **total {total:.0f} ms**" if total is not None else ""))
     if not answer.passages:
         st.caption("No passage retrieved.")
-    cited = {c.chunk_id for c in answer.citations if c.supported}
-    for p in answer.passages:
-        mark = " ✓ cited" if p.chunk_id in cited else ""
-        st.markdown(
-            f"**{p.rank}.** `{p.source}` #{p.index}{mark}  \n"
-            f"fused {_num(p.score, '{:.4f}')} · dense {_num(p.dense_score)} (#{p.dense_rank or '–'}) · "
-            f"BM25 {_num(p.lexical_score, '{:.2f}')} (#{p.lexical_rank or '–'})"
-        )
-        snippet = " ".join(p.text.split())
-        st.caption(snippet[:160] + ("…" if len(snippet) > 160 else ""))
+        return
+    cited = {(c.source, c.chunk_id) for c in answer.citations if c.supported}
+    rows = [
+        {"#": p.rank, "cited": "✓" if (p.source, p.chunk_id) in cited else "", "fused": p.score,
+         "dense": p.dense_score, "BM25": p.lexical_score, "passage": f"{Path(p.source).stem} §{p.index}",
+         "text": " ".join(p.text.split())}
+        for p in answer.passages
+    ]
+    st.caption(f"{len(rows)} passages retrieved. fused = reciprocal rank fusion, dense = cosine similarity, "
+               "BM25 = lexical score.")
+    st.dataframe(
+        pd.DataFrame(rows), hide_index=True, width="stretch",
+        column_order=["#", "cited", "fused", "dense", "BM25", "passage"],
+        column_config={
+            "#": st.column_config.NumberColumn("#", width=24),
+            "cited": st.column_config.TextColumn("✓", width=24, help="cited in the answer"),
+            "fused": st.column_config.NumberColumn("fused", format="%.4f", width=56),
+            "dense": st.column_config.NumberColumn("dense", format="%.3f", width=48),
+            "BM25": st.column_config.NumberColumn("BM25", format="%.2f", width=44),
+            "passage": st.column_config.TextColumn("passage", help="source file and chunk number"),
+        },
+    )
+    with st.popover("Passage texts", width="stretch", key=f"texts-{key}"):
+        for row in rows:
+            st.markdown(f"**{row['#']}.** `{row['passage']}`")
+            st.caption(row["text"][:400] + ("…" if len(row["text"]) > 400 else ""))
 
 
 def file_text_reader(settings):

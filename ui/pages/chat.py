@@ -130,4 +130,4 @@ with st.sidebar:
     for i, entry in reversed(answered):
         label = entry["question"] if len(entry["question"]) <= 40 else entry["question"][:39] + "…"
         with st.expander(f"#{i} · {label}", expanded=i == len(chat)):
-            render.render_details(entry["answer"])
+            render.render_details(entry["answer"], key=str(i))

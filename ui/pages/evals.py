@@ -109,8 +109,11 @@ cols = [c for _ in range(2) for c in st.columns(4)]
 for col, (name, (label, higher)) in zip(cols, ed.HEADLINE.items()):
     value, old = s.get(name), (b or {}).get(name)
     delta = None if value is None or old is None else value - old
-    col.metric(label, ed.fmt(value, name), delta=None if delta is None else ed.fmt(delta, name),
-               delta_color="normal" if higher else "inverse", border=True)
+    if delta is not None and abs(delta) < 1e-9:
+        col.metric(label, ed.fmt(value, name), delta="no change", delta_color="off", delta_arrow="off", border=True)
+    else:
+        col.metric(label, ed.fmt(value, name), delta=None if delta is None else ed.fmt(delta, name),
+                   delta_color="normal" if higher else "inverse", border=True)
 
 # --- charts --------------------------------------------------------------------------------------------------
 st.subheader("Metrics")
@@ -118,13 +121,19 @@ frame = ed.metrics_frame(s, b)
 if frame.empty:
     st.caption("No rate metric in this report.")
 else:
-    st.bar_chart(frame, horizontal=True, stack=False, sort=False, x_label="score (0–1)", height=380)
+    colors = [ed.COLORS.get(c, "#64748b") for c in frame.columns]
+    st.bar_chart(frame, horizontal=True, stack=False, sort=False, x_label="score (0–1)", height=380, color=colors)
 slices = [k for k in (s.get("slices") or {}) if (s["slices"][k] or {})]
 if slices:
     st.subheader("By slice")
     for col, key in zip(st.columns(len(slices)), slices):
         col.markdown(f"**By {dict(lang='language', type='question type').get(key, key)}**")
-        col.bar_chart(ed.slice_frame(s, key), stack=False, height=300)
+        sliced = ed.slice_frame(s, key)
+        if sliced.empty or not len(sliced.columns):
+            col.caption("No per-slice metric in this report.")
+        else:
+            col.bar_chart(sliced, horizontal=True, stack=False, sort=False, height=80 + 60 * len(sliced),
+                          color=[ed.COLORS.get(c, "#64748b") for c in sliced.columns])
 
 # --- comparison ------------------------------------------------------------------------------------------------
 if baseline:
