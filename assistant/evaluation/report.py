@@ -175,20 +175,21 @@ def write_charts(report: Mapping[str, Any], out_dir: Path, baseline: Mapping[str
 
     slices = summary.get("slices", {})
     if slices:
-        cols = ["accuracy", "hit_at_k", "citation_validity"]
-        fig, axes = plt.subplots(1, len(slices), figsize=(5 + 2.2 * sum(len(v) for v in slices.values()) / 2, 4), squeeze=False)
-        for ax, (key, groups) in zip(axes[0], slices.items()):
+        cols = ["accuracy", "refusal_accuracy", "hit_at_k", "citation_validity"]
+        widest = max(len(v) for v in slices.values())
+        fig, axes = plt.subplots(len(slices), 1, figsize=(max(6.0, 1.0 * widest + 2), 3.3 * len(slices)), squeeze=False)
+        for ax, (key, groups) in zip(axes[:, 0], slices.items()):
             labels = list(groups)
             width = 0.8 / len(cols)
             for j, col in enumerate(cols):
                 xs = [i + (j - (len(cols) - 1) / 2) * width for i in range(len(labels))]
                 ax.bar(xs, [groups[g].get(col) or 0 for g in labels], width=width, label=METRICS[col][1])
-            ax.set_xticks(range(len(labels)), [f"{g}\n(n={groups[g]['n']})" for g in labels], fontsize=8, rotation=30 if len(labels) > 4 else 0)
+            ax.set_xticks(range(len(labels)), [f"{g}\n(n={groups[g]['n']})" for g in labels], fontsize=8)
             ax.set_ylim(0, 1.05)
             ax.set_title(f"by {key}")
         handles, labels = axes[0][0].get_legend_handles_labels()
         fig.legend(handles, labels, loc="upper center", ncol=len(cols), fontsize=8, frameon=False)
-        fig.tight_layout(rect=(0, 0, 1, 0.92))
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight()))
         fig.savefig(out_dir / "slices.png", dpi=110)
         plt.close(fig)
         names.append("slices.png")
