@@ -109,13 +109,14 @@ def _thresholds(args) -> tuple[dict[str, float], dict[str, float]]:
 
 
 def print_summary(report: dict, comparison: dict | None, console) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     from assistant.evaluation.metrics import METRICS
     from assistant.evaluation.report import fmt, fmt_delta
 
     s, cfg = report["summary"], report["config"]
-    table = Table(title=f"{cfg.get('dataset')} on kb {cfg.get('kb')!r} ({s['n']} questions, k={cfg.get('k')})")
+    table = Table(title=escape(f"{cfg.get('dataset')} on kb {cfg.get('kb')!r} ({s['n']} questions, k={cfg.get('k')})"))
     table.add_column("metric")
     table.add_column("value", justify="right")
     if comparison:
@@ -130,10 +131,10 @@ def print_summary(report: dict, comparison: dict | None, console) -> None:
     console.print(table)
     for key, slices in s.get("slices", {}).items():
         parts = [f"{v} {fmt(a['accuracy'])} (n={a['n']})" for v, a in slices.items()]
-        console.print(f"accuracy by {key}: " + ", ".join(parts))
+        console.print(escape(f"accuracy by {key}: " + ", ".join(parts)))
     if comparison and comparison["flipped"]:
         for f in comparison["flipped"]:
-            console.print(f"  [{'green' if f['now'] == 'fixed' else 'red'}]{f['now']}[/] {f['id']}: {f['question']}")
+            console.print(f"  [{'green' if f['now'] == 'fixed' else 'red'}]{f['now']}[/] {escape(f['id'])}: {escape(f['question'])}")
 
 
 def cmd_run(args, settings: Settings) -> int:
@@ -142,12 +143,20 @@ def cmd_run(args, settings: Settings) -> int:
     from assistant.evaluation.dataset import DatasetError, load_dataset
     from assistant.evaluation.metrics import check_thresholds
 
+    from rich.markup import escape
+
     console, err = _console(), _console(stderr=True)
+    if args.k is not None and not 1 <= args.k <= 50:
+        err.print("[red]error:[/] --k must be between 1 and 50")
+        return 2
+    if args.ingest and not args.kb:
+        err.print("[red]error:[/] --ingest needs an explicit --kb (ingesting replaces that knowledge base's documents)")
+        return 2
     try:
         items = load_dataset(args.dataset)
         baseline = runner.load_report(args.baseline) if args.baseline else None
     except (DatasetError, ValueError, OSError) as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {escape(str(exc))}")
         return 2
     if args.only:
         wanted = set(args.only)
@@ -160,7 +169,7 @@ def cmd_run(args, settings: Settings) -> int:
     kb = args.kb or settings.kb
     note = runner.prepare_kb(settings, kb, args.ingest)
     if note:
-        err.print(f"[dim]{note}[/]")
+        err.print(f"[dim]{escape(note)}[/]")
 
     from tqdm import tqdm
 
@@ -187,11 +196,11 @@ def cmd_run(args, settings: Settings) -> int:
         print(json.dumps({"summary": report["summary"], "failures": failures, "out": str(out)}, ensure_ascii=False, indent=2))
     else:
         print_summary(report, comparison, console)
-        console.print(f"report: {out}/report.md")
+        console.print(escape(f"report: {out}/report.md"))
     if failures:
         err.print("[red bold]thresholds failed:[/]")
         for f in failures:
-            err.print(f"  - {f}")
+            err.print(f"  - {escape(f)}")
         return 1
     if minimums or maximums:
         err.print(f"[green]all {len(minimums) + len(maximums)} thresholds met[/]")
