@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     llm_timeout: float = Field(60.0, validation_alias=_env("ASSISTANT_LLM_TIMEOUT"))
     llm_max_retries: int = Field(2, validation_alias=_env("ASSISTANT_LLM_MAX_RETRIES"))
     llm_max_context_tokens: int = Field(6000, validation_alias=_env("ASSISTANT_LLM_MAX_CONTEXT_TOKENS"))
+    # passages handed to the generator: at least top_k; the extractive generator reranks their sentences
+    answer_passages: int = Field(8, ge=1, le=50, validation_alias=_env("ASSISTANT_ANSWER_PASSAGES"))
 
     # --- guards
     max_question_chars: int = Field(2000, validation_alias=_env("ASSISTANT_MAX_QUESTION_CHARS"))

@@ -1,0 +1,269 @@
+"""The answer chain: rewrite → retrieve → generate → verify, as LangChain runnables.
+
+`Assistant.ask()` returns one `Answer`; `Assistant.stream()` yields text chunks as they are generated,
+then the complete verified `Answer`. Neither raises for a bad question or a failing model: the answer
+carries a readable `error` instead (never a stack trace, never a secret).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Iterator, Sequence
+
+from langchain_core.runnables import RunnableLambda
+
+from assistant.citations import renumber, verify
+from assistant.config import Settings
+from assistant.conflicts import SentenceRef, find_conflicts, relevant, stated, statement
+from assistant.generation import DECLINE, OFF_TASK, Generation, GenerationError, GenerationRequest, get_generator
+from assistant.generation.questions import is_off_task
+from assistant.generation.sentences import sentence_spans
+from assistant.language import detect_language
+from assistant.models import Answer, Citation, ScoredPassage, Turn
+from assistant.rewrite import rewrite
+
+
+class AssistantError(RuntimeError):
+    """A problem the user should read about; its message is safe to show."""
+
+
+def _ms(t0: float) -> float:
+    return round((time.perf_counter() - t0) * 1000, 1)
+
+
+class Assistant:
+    def __init__(self, settings: Settings, kb: str | None = None):
+        self.settings = settings
+        self.kb = kb or settings.kb
+        self._generator = None
+        self._retriever = None
+        self._prepare = (
+            RunnableLambda(self._validate, name="validate")
+            | RunnableLambda(self._rewrite, name="rewrite")
+            | RunnableLambda(self._retrieve, name="retrieve")
+        )
+        self._finish = RunnableLambda(self._generate, name="generate") | RunnableLambda(self._verify, name="verify")
+        self.chain = self._prepare | self._finish
+
+    # --- properties the UI and the CLI show
+    @property
+    def generator_name(self) -> str:
+        return self.settings.resolved_generator
+
+    @property
+    def model_name(self) -> str:
+        if self.generator_name == "openai":
+            return self.settings.llm_model
+        return f"extractive/{self.settings.embeddings}"
+
+    @property
+    def llm_configured(self) -> bool:
+        return self.settings.llm_configured
+
+    @property
+    def generator(self):
+        if self._generator is None:
+            self._generator = get_generator(self.settings)
+        return self._generator
+
+    @property
+    def retriever(self):
+        if self._retriever is None:
+            from assistant.retrieval import open_retriever
+
+            self._retriever = open_retriever(self.settings, self.kb)
+        return self._retriever
+
+    # --- public API
+    def ask(self, question: str, history: Sequence[Turn] = ()) -> Answer:
+        state = self._start(question, history)
+        try:
+            return self.chain.invoke(state)
+        except Exception as exc:  # noqa: BLE001 — the contract: never raise for user or model problems
+            return self._failed(state, exc)
+
+    def stream(self, question: str, history: Sequence[Turn] = ()) -> Iterator[str | Answer]:
+        state = self._start(question, history)
+        try:
+            state = self._prepare.invoke(state)
+            if "answer" not in state:
+                t0 = time.perf_counter()
+                final = None
+                for item in self.generator.stream(self._request(state)):
+                    if isinstance(item, Generation):
+                        final = item
+                    elif item:
+                        yield item
+                state["timings"]["generate"] = _ms(t0)
+                if final is None:
+                    raise GenerationError("the model returned no answer")
+                state["generation"] = final
+            answer = self._verify(state)
+        except Exception as exc:  # noqa: BLE001
+            answer = self._failed(state, exc)
+        if not answer.error and answer.text and "answer" in state:
+            yield answer.text
+        yield answer
+
+    # --- steps (each takes and returns the state dict; a step that settles the answer sets "answer")
+    def _start(self, question: Any, history: Sequence[Turn]) -> dict:
+        question = "" if question is None else str(question)
+        lang = detect_language(question)
+        return {"question": question, "history": list(history or ()), "lang": lang, "timings": {}, "t0": time.perf_counter()}
+
+    def _answer(self, state: dict, **fields) -> Answer:
+        timings = dict(state["timings"])
+        timings["total"] = _ms(state["t0"])
+        return Answer(
+            question=state["question"],
+            standalone_question=state.get("standalone", state["question"]),
+            passages=state.get("passages", []),
+            timings=timings,
+            generator=self.generator_name,
+            model=self.model_name,
+            kb=self.kb,
+            **fields,
+        )
+
+    def _validate(self, state: dict) -> dict:
+        q = state["question"].strip()
+        limit = self.settings.max_question_chars
+        if not q:
+            state["answer"] = self._answer(state, error="The question is empty: please type a question.")
+        elif len(q) > limit:
+            state["answer"] = self._answer(
+                state,
+                error=f"The question is too long ({len(q):,} characters; the limit is {limit:,}). "
+                "Please shorten it.",
+            )
+        elif is_off_task(q):
+            state["answer"] = self._answer(state, text=OFF_TASK[state["lang"]], declined=True)
+        return state
+
+    def _rewrite(self, state: dict) -> dict:
+        if "answer" in state:
+            return state
+        t0 = time.perf_counter()
+        llm = getattr(self.generator, "llm", None) if state["history"] else None
+        state["standalone"] = rewrite(state["question"], state["history"], llm=llm)
+        state["timings"]["rewrite"] = _ms(t0)
+        return state
+
+    def _retrieve(self, state: dict) -> dict:
+        if "answer" in state:
+            return state
+        from assistant.embeddings import get_embedder
+
+        t0 = time.perf_counter()
+        retriever = self.retriever
+        vector = get_embedder(self.settings).embed_query(state["standalone"])
+        state["timings"]["embed"] = _ms(t0)
+        t1 = time.perf_counter()
+        passages: list[ScoredPassage] = retriever.search(
+            state["standalone"], k=max(self.settings.top_k, self.settings.answer_passages), query_vector=vector
+        )
+        state["documents"] = {s: t for s in {p.source for p in passages} if (t := retriever.document_text(s)) is not None}
+        state["timings"]["retrieve"] = _ms(t1)
+        state["passages"], state["vector"] = passages, vector
+        return state
+
+    def _request(self, state: dict) -> GenerationRequest:
+        return GenerationRequest(
+            question=state["question"].strip(),
+            standalone=state["standalone"],
+            passages=state["passages"],
+            lang=state["lang"],
+            history=state["history"],
+            query_vector=state.get("vector"),
+            documents=state.get("documents", {}),
+        )
+
+    def _generate(self, state: dict) -> dict:
+        if "answer" in state:
+            return state
+        t0 = time.perf_counter()
+        if not state["passages"]:
+            state["generation"] = Generation(text=DECLINE[state["lang"]], declined=True)
+        else:
+            state["generation"] = self.generator.generate(self._request(state))
+        state["timings"]["generate"] = _ms(t0)
+        return state
+
+    def _verify(self, state: dict) -> Answer:
+        if "answer" in state:
+            return state["answer"]
+        t0 = time.perf_counter()
+        gen: Generation = state["generation"]
+        passages, documents, lang = state["passages"], state.get("documents", {}), state["lang"]
+        if gen.used is not None:  # markers may only point at passages the model saw
+            passages = passages[: gen.used]
+        if gen.declined:
+            text = gen.text.strip() or DECLINE[lang]
+            state["timings"]["verify"] = _ms(t0)
+            return self._answer(state, text=verify(text, passages).text if passages else text, declined=True)
+        checked = verify(gen.text, passages, self.settings.support_threshold, documents)
+        text, citations = checked.text, list(checked.citations)
+
+        conflicts = [c for c in find_conflicts(_sentence_refs(citations, passages)) if relevant(c, state["standalone"])]
+        for conflict in conflicts:
+            for value in conflict.values:
+                if value.citation is None:
+                    value.citation = _add_citation(citations, passages, documents, value.quote, value.source)
+            if not stated(conflict, text):
+                text = statement(conflict, lang) + "\n" + text
+        text, citations = renumber(text, citations)
+        for conflict in conflicts:
+            for value in conflict.values:
+                match = next((c for c in citations if c.source == value.source and c.quote == value.quote), None)
+                value.citation = match.number if match else None
+        state["timings"]["verify"] = _ms(t0)
+        return self._answer(
+            state,
+            text=text,
+            citations=citations,
+            conflicts=conflicts,
+            unsupported_sentences=checked.unsupported_sentences,
+            removed_markers=checked.removed_markers,
+        )
+
+    def _failed(self, state: dict, exc: Exception) -> Answer:
+        return self._answer(state, error=safe_message(exc, self.settings))
+
+
+def _sentence_refs(citations: Sequence[Citation], passages: Sequence[ScoredPassage]) -> list[SentenceRef]:
+    refs = [SentenceRef(c.quote, c.source, c.number) for c in citations]
+    for p in passages:
+        refs.extend(SentenceRef(p.text[s:e], p.source) for s, e in sentence_spans(p.text))
+    return refs
+
+
+def _add_citation(citations: list[Citation], passages, documents, quote: str, source: str) -> int | None:
+    """A citation for a quote found in a retrieved passage (a conflicting figure the answer left out)."""
+    for c in citations:
+        if c.source == source and c.quote == quote:
+            return c.number
+    for p in passages:
+        at = p.text.find(quote)
+        if p.source == source and at >= 0:
+            number = max((c.number for c in citations), default=0) + 1
+            start = p.start + at
+            citations.append(
+                Citation(number=number, source=p.source, title=p.title, chunk_id=p.chunk_id, quote=quote,
+                         start=start, end=start + len(quote), passage_start=p.start, passage_end=p.end,
+                         passage_text=p.text)
+            )
+            return number
+    return None
+
+
+def safe_message(exc: Exception, settings: Settings) -> str:
+    """A one-line message for the user, with any secret masked."""
+    if isinstance(exc, (AssistantError, GenerationError)):
+        message = str(exc)
+    else:
+        from assistant.store import StoreError
+
+        message = str(exc) if isinstance(exc, StoreError) else f"Internal error ({type(exc).__name__}): {exc}"
+    key = settings.openai_api_key.get_secret_value() if settings.openai_api_key else ""
+    if key:
+        message = message.replace(key, "********")
+    return message.splitlines()[0][:500] if message else type(exc).__name__

@@ -1,0 +1,102 @@
+"""Follow-up questions rewritten into standalone ones, so that retrieval sees the whole topic.
+
+With an LLM configured, a short prompt does it; otherwise (or when the LLM fails) an offline heuristic:
+a question that opens with a connective ("Et les États-Unis… ?", "What about…?") or leans on a pronoun
+with little content of its own carries the topic of the previous question:
+"Et les États-Unis, l'ont-ils signée ?" after "Combien de pays ont signé la déclaration ?" becomes
+"Les États-Unis, l'ont-ils signée ? (pays ont signé la déclaration)".
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+from assistant.language import content_words, fold
+from assistant.models import Turn
+
+_CONNECTIVE = re.compile(
+    r"^\s*(?:et\s+qu'en\s+est-il\s+(?:de\s+la|de\s+l'|du|des|de)?|et\s+concernant|et\s+pour|and\s+what\s+about|what\s+about"
+    r"|how\s+about|and\s+for|and\s+in|et\s+en|et\s+dans|et|and|also|aussi|mais|but|so|alors|donc|puis|ensuite)\b[\s,]*",
+    re.IGNORECASE,
+)
+_PRONOUN = re.compile(
+    r"\bl['’](?:ont|a|avait|avaient|aurait|auraient|est)\b|-(?:t-)?(?:ils?|elles?)\b|\b(?:ils|elles|lui|leur|eux|cela|ça"
+    r"|celui-ci|celle-ci|ceux-ci|it|they|them|their|he|she|him|her|his|this|that|those|these|there)\b",
+    re.IGNORECASE,
+)
+_INTERROGATIVE = re.compile(
+    r"^\s*(?:est-ce\s+que|qu['’]est-ce\s+que|combien\s+d[e']|combien|qui\s+(?:est|sont|a|ont)|qui|quand|o[uù]"
+    r"|pourquoi|comment|quel(?:le)?s?\s+(?:est|sont)|quel(?:le)?s?|que|qu['’]"
+    r"|how\s+many|how\s+much|who\s+(?:is|are|was|were)|who|what\s+(?:is|are|was|were)|what|which|when|where|why|how"
+    r"|did|does|do|is|are|was|were)\b\s*",
+    re.IGNORECASE,
+)
+
+REWRITE_PROMPT = (
+    "Rewrite the user's last question as a standalone question that can be understood without the "
+    "conversation, in the same language as that question. Keep names and figures. If it is already "
+    "standalone, return it unchanged. Output only the question."
+)
+
+
+def is_follow_up(question: str) -> bool:
+    if _CONNECTIVE.match(question) and not re.match(r"^\s*(?:et|and)\s*$", question):
+        return True
+    words = content_words(question)
+    return len(words) <= 1 or (bool(_PRONOUN.search(question)) and len(words) <= 3)
+
+
+def topic(question: str) -> str:
+    """A question without its interrogative words: "Combien de pays ont signé… ?" -> "pays ont signé…"."""
+    text = question.strip().rstrip("?？ ").strip()
+    for _ in range(3):
+        stripped = _INTERROGATIVE.sub("", text, count=1)
+        if stripped == text:
+            break
+        text = stripped
+    return text.strip(" ,")
+
+
+def heuristic_rewrite(question: str, history: Sequence[Turn]) -> str:
+    question = question.strip()
+    if not history or not is_follow_up(question):
+        return question
+    topics: list[str] = []
+    for turn in reversed(history):  # walk back over follow-ups to the question that set the topic
+        topics.insert(0, topic(turn.question))
+        if not is_follow_up(turn.question):
+            break
+    core = _CONNECTIVE.sub("", question, count=1).strip() or question
+    core = core[:1].upper() + core[1:]
+    own = {fold(w) for w in content_words(core)}
+    carried = " ; ".join(t for t in topics if t and not set(map(fold, content_words(t))) <= own)
+    return f"{core} ({carried})" if carried else core
+
+
+def rewrite(question: str, history: Sequence[Turn], llm: Any | None = None) -> str:
+    """The standalone form of `question` given the earlier turns."""
+    question = question.strip()
+    if not history:
+        return question
+    if llm is not None:
+        try:
+            return llm_rewrite(question, history, llm)
+        except Exception:  # noqa: BLE001 — the heuristic is a fine fallback for a failed call
+            pass
+    return heuristic_rewrite(question, history)
+
+
+def llm_rewrite(question: str, history: Sequence[Turn], llm: Any) -> str:
+    from langchain_core.messages import HumanMessage, SystemMessage
+
+    lines = []
+    for turn in history[-4:]:
+        lines.append(f"User: {turn.question}")
+        if turn.answer:
+            lines.append(f"Assistant: {turn.answer[:400]}")
+    lines.append(f"User (last question): {question}")
+    reply = llm.invoke([SystemMessage(REWRITE_PROMPT), HumanMessage("\n".join(lines))])
+    text = str(getattr(reply, "content", reply)).strip().strip('"«»“”').strip()
+    if not text or "\n" in text or len(text) > max(400, 3 * len(question)):
+        raise ValueError("unusable rewrite")
+    return text
