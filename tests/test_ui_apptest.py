@@ -79,9 +79,11 @@ def test_cited_answer_with_source_cards_conflict_and_details(app_env):
 
 def test_history_is_per_session_and_new_conversation_clears_it(app_env):
     at = ask(start(), "Combien de pays ont signé la déclaration ?")
-    ask(at, "Quels pays ont refusé de la signer ?")
-    assert [e["question"] for e in at.session_state["chat"]] == [
-        "Combien de pays ont signé la déclaration ?", "Quels pays ont refusé de la signer ?"]
+    ask(at, "Et les États-Unis ?")
+    chat = at.session_state["chat"]
+    assert [e["question"] for e in chat] == ["Combien de pays ont signé la déclaration ?", "Et les États-Unis ?"]
+    assert "déclaration" in chat[1]["answer"].standalone_question  # the follow-up was read with the history
+    assert "Searched as" in texts(next(e for e in at.sidebar.expander if e.label.startswith("#2 · ")))
     other = start()  # another browser tab: a session of its own
     assert "chat" not in other.session_state or not other.session_state["chat"]
     next(b for b in at.sidebar.button if b.label == "New conversation").click().run()
@@ -161,9 +163,17 @@ def test_upload_ask_delete_and_bad_uploads(private_kb):
     assert (private_kb / "festival-zorglub.txt").read_text(encoding="utf-8") == FACT
     assert sorted(p.name for p in private_kb.iterdir()) == ["festival-zorglub.txt"]
 
+    question = "Combien de visiteurs le festival Zorglub a-t-il accueillis ?"
     at.switch_page("pages/chat.py").run()
-    reply = last_reply(ask(at, "Combien de visiteurs le festival Zorglub a-t-il accueillis ?"))
+    reply = last_reply(ask(at, question))
     assert "4321" in texts(reply) and "festival-zorglub.txt" in texts(reply)
+
+    at.switch_page("pages/library.py").run()
+    next(b for b in at.button if b.label == "Re-index all").click().run()  # drops and rebuilds the collection
+    assert [s.label for s in at.status if s.label.startswith("Indexed in")], [s.label for s in at.status]
+    at.switch_page("pages/chat.py").run()  # an assistant kept from before would hold the dropped collection
+    reply = last_reply(ask(at, question))
+    assert not reply.error and "festival-zorglub.txt" in texts(reply)
 
     at.switch_page("pages/library.py").run()
     at.selectbox(key="delete_choice").set_value("festival-zorglub.txt")
@@ -172,7 +182,7 @@ def test_upload_ask_delete_and_bad_uploads(private_kb):
     assert not (private_kb / "festival-zorglub.txt").exists()
 
     at.switch_page("pages/chat.py").run()
-    reply = last_reply(ask(at, "Combien de visiteurs le festival Zorglub a-t-il accueillis ?"))
+    reply = last_reply(ask(at, question))
     assert "festival-zorglub.txt" not in texts(reply)  # no stale retriever: the passage is gone
     assert "4321" not in texts(reply)
 

@@ -115,6 +115,7 @@ if st.button("Add and index", type="primary", disabled=not files):
 # --- delete and re-index -------------------------------------------------------------------------------
 if docs:
     st.subheader("Remove a document")
+    st.caption(f"Deleting removes the file from `{folder}` and its passages from the index at once.")
     col1, col2 = st.columns([3, 1], vertical_alignment="bottom")
     target = col1.selectbox("Document", [d.source for d in docs], key="delete_choice",
                             format_func=lambda s: next((f"{d.title} ({s})" for d in docs if d.source == s), s))
