@@ -1,0 +1,87 @@
+"""The chat with an LLM configured: a local OpenAI-compatible server that streams its answer.
+
+The fake model quotes the first sentence of the passage it was given as [1], word by word over
+server-sent events, so the UI's streaming path (st.write_stream) and the cards of an LLM answer run
+for real, offline.
+"""
+from __future__ import annotations
+
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from test_ui_apptest import app_env, ask, last_reply, start, texts  # noqa: F401 - app_env is a fixture
+
+PASSAGE = re.compile(r"<<<PASSAGE 1>>>\n[^\n]*\n(.*?)\n<<<END PASSAGE 1>>>", re.S)
+
+
+class FakeOpenAI(BaseHTTPRequestHandler):
+    requests: list[dict] = []
+
+    def log_message(self, *args):  # keep the test output quiet
+        pass
+
+    def do_POST(self):  # noqa: N802 - http.server's naming
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        FakeOpenAI.requests.append(body)
+        prompt = "\n".join(str(m.get("content", "")) for m in body["messages"])
+        found = PASSAGE.search(prompt)
+        sentence = re.split(r"(?<=[.!?])\s", found.group(1).strip())[0].rstrip(".") if found else "Rien"
+        answer = f"{sentence} [1]."
+        if not body.get("stream"):
+            self._send("application/json", json.dumps(self._completion(answer)).encode())
+            return
+        words = answer.split(" ")
+        events = [self._chunk({"role": "assistant", "content": ""})]
+        events += [self._chunk({"content": w + ("" if i == len(words) - 1 else " ")}) for i, w in enumerate(words)]
+        events += [self._chunk({}, "stop"), "[DONE]"]
+        self._send("text/event-stream", "".join(f"data: {e}\n\n" for e in events).encode())
+
+    def _send(self, kind: str, data: bytes) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    @staticmethod
+    def _chunk(delta: dict, finish: str | None = None) -> str:
+        return json.dumps({"id": "c1", "object": "chat.completion.chunk", "created": 0, "model": "fake",
+                           "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+    @staticmethod
+    def _completion(text: str) -> dict:
+        return {"id": "c1", "object": "chat.completion", "created": 0, "model": "fake",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+
+
+@pytest.fixture
+def fake_llm(app_env, monkeypatch):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    FakeOpenAI.requests = []
+    monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{server.server_port}/v1")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-fake")
+    monkeypatch.setenv("ASSISTANT_LLM_MODEL", "fake-model")
+    monkeypatch.setenv("ASSISTANT_LLM_MAX_RETRIES", "0")
+    try:
+        yield FakeOpenAI
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_llm_answer_is_streamed_and_cited(fake_llm):
+    at = start()
+    assert "fake-model" in texts(at.sidebar) and "LLM configured" in texts(at.sidebar)
+    reply = last_reply(ask(at, "Combien de pays ont signé la déclaration ?"))
+    assert fake_llm.requests and fake_llm.requests[-1].get("stream") is True
+    assert not reply.error, [e.value for e in reply.error]
+    assert [m for m in reply.markdown if 'mark class="cite"' in m.value], texts(reply)
+    answer = at.session_state["chat"][-1]["answer"]
+    assert answer.generator == "openai" and answer.model == "fake-model" and answer.citations
