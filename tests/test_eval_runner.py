@@ -239,3 +239,25 @@ def test_cli_import_squad_and_bad_dataset(tmp_path, monkeypatch, capsys):
     bad.write_text('{"id": "x"}\n', encoding="utf-8")
     assert main(["eval", str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "bad.jsonl:1: question" in capsys.readouterr().err
+
+
+PIAF = ROOT.parent / "shared" / "external" / "piaf" / "piaf-v1.1.json"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not PIAF.is_file(), reason="../shared/external/piaf is not beside the checkout")
+def test_piaf_sample_as_a_swap_in_knowledge_base(tmp_path, monkeypatch, capsys):
+    """import-squad -> ingest into its own knowledge base -> eval run, end to end through the CLI."""
+    from assistant.cli import main
+
+    monkeypatch.setenv("ASSISTANT_DATA_DIR", str(tmp_path / "data"))
+    out = tmp_path / "piaf"
+    assert main(["eval", "import-squad", str(PIAF), "--out", str(out), "--articles", "2", "--seed", "0",
+                 "--max-questions", "4", "--lang", "fr", "--kb", "piaf"]) == 0
+    capsys.readouterr()
+    assert main(["eval", "run", str(out / "dataset.jsonl"), "--kb", "piaf", "--out", str(out / "report"), "--quiet",
+                 "--no-charts", "--min-hit", "0.5"]) == 0
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert report["config"]["kb"] == "piaf" and report["config"]["kb_documents"] == 2
+    assert report["summary"]["n"] == 8 and report["summary"]["errors"] == 0
+    assert all(r["retrieved"] and r["lang"] == "fr" for r in report["results"])
