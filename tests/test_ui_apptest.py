@@ -267,3 +267,11 @@ def test_evals_page_refuses_a_broken_report(reports):
     at = start("pages/evals.py")
     assert any("cannot read" in e.value for e in at.error)
     assert_no_traceback(at)
+
+
+def test_top_k_slider_sets_the_passages_retrieved(app_env):
+    at = start()
+    at.sidebar.slider(key="_top_k").set_value(3).run()
+    ask(at, "Combien de pays ont signé la déclaration ?")
+    assert len(at.session_state["chat"][-1]["answer"].passages) == 3
+    assert at.sidebar.slider(key="_top_k").value == 3

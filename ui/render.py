@@ -157,7 +157,7 @@ def render_details(answer: Answer, key: str = "") -> None:
     st.caption(f"{len(rows)} passages retrieved. fused = reciprocal rank fusion, dense = cosine similarity, "
                "BM25 = lexical score.")
     st.dataframe(
-        pd.DataFrame(rows), hide_index=True, width="stretch",
+        pd.DataFrame(rows), hide_index=True, width="stretch", placeholder="–",
         column_order=["#", "cited", "fused", "dense", "BM25", "passage"],
         column_config={
             "#": st.column_config.NumberColumn("#", width=24),

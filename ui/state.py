@@ -58,9 +58,16 @@ def session_settings() -> Settings:
     """The settings in force for this browser session: environment + the session's kb and top-k."""
     settings = base_settings()
     update: dict[str, Any] = {"kb": current_kb(settings.kb)}
-    if "top_k" in st.session_state:
+    if "top_k" in st.session_state:  # the slider: passages retrieved, and handed to the generator
         update["top_k"] = int(st.session_state["top_k"])
+        if "answer_passages" in type(settings).model_fields:
+            update["answer_passages"] = update["top_k"]
     return settings.model_copy(update=update)
+
+
+def retrieved_k(settings: Settings) -> int:
+    """How many passages a question retrieves (the chain reads at least `answer_passages`)."""
+    return max(settings.top_k, getattr(settings, "answer_passages", 0) or 0)
 
 
 def history() -> list[dict]:

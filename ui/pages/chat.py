@@ -120,7 +120,9 @@ if question is not None:
 # --- sidebar: top-k, new conversation, what each answer retrieved ---------------------------------------------
 with st.sidebar:
     st.divider()
-    st.slider("Passages retrieved (top-k)", 1, max(20, settings.top_k), value=settings.top_k, key="_top_k",
+    k = state.retrieved_k(settings)
+    st.slider("Passages retrieved (top-k)", 1, max(20, k), value=k, key="_top_k",
+              help="How many passages each question retrieves and hands to the generator",
               on_change=lambda: st.session_state.__setitem__("top_k", st.session_state["_top_k"]))
     st.button("New conversation", icon=":material/add_comment:", on_click=state.new_conversation,
               disabled=not chat, width="stretch")

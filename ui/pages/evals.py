@@ -30,7 +30,7 @@ def run_eval(dataset: Path, limit: int | None) -> None:
     out = ed.DEFAULT_DIR / f"ui-{time.strftime('%Y%m%d-%H%M%S')}"
     cmd = [sys.executable, "-m", "assistant.cli", "eval", "run", str(dataset), "--out", str(out), "--kb", settings.kb]
     cmd += ["--limit", str(limit)] if limit else []
-    env = {**os.environ, "ASSISTANT_TOP_K": str(settings.top_k), "LANGSMITH_TRACING_V2": "false"}
+    env = {**os.environ, "LANGSMITH_TRACING_V2": "false"}  # the configured top-k: runs stay comparable
     with st.status(f"Evaluating {dataset.name} on {settings.kb}…", expanded=True) as status:
         bar = st.progress(0.0, text="Starting…")
         try:
