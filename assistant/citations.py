@@ -107,7 +107,13 @@ def find_verbatim(claim: str, passage_text: str) -> tuple[int, int] | None:
     at = hay.find(needle)
     if at < 0:
         return None
-    return index[at], index[at + len(needle) - 1] + 1
+    start, end = index[at], index[at + len(needle) - 1] + 1
+    # take the closing punctuation and quote marks that the normalisation set aside
+    while end < len(passage_text) and passage_text[end] in ".!?…" + _QUOTES + ")" and end - index[at + len(needle) - 1] <= 3:
+        end += 1
+    if passage_text[start - 1 : start] in _QUOTES and passage_text[start:end].count('"') % 2 == 1:
+        start -= 1
+    return start, end
 
 
 def lexical_support(claim: str, evidence: Sequence[str]) -> float:
@@ -241,19 +247,20 @@ def _citation(number, passage, ls, le, support, supported, documents) -> Citatio
 
 
 def renumber(text: str, citations: Sequence[Citation]) -> tuple[str, list[Citation]]:
-    """Renumber citations 1..n in order of first appearance in the text; drop citations never shown."""
+    """Renumber citations 1..n in order of first appearance in the text; markers of unknown numbers and
+    citations never shown are dropped."""
+    by_number = {c.number: c for c in citations}
     order: list[int] = []
     for _, _, numbers in parse_markers(text):
         for n in numbers:
-            if n not in order:
+            if n in by_number and n not in order:
                 order.append(n)
     mapping = {old: new for new, old in enumerate(order, start=1)}
-    by_number = {c.number: c for c in citations}
     new_text = MARKER.sub(
         lambda m: "".join(f"[{mapping[n]}]" for n in marker_numbers(m.group(1)) if n in mapping), text
     )
-    new = [by_number[old].model_copy(update={"number": mapping[old]}) for old in order if old in by_number]
-    return new_text, new
+    new_text = re.sub(r"[ \t]+([,.])(?=\s|$)", r"\1", new_text)
+    return new_text, [by_number[old].model_copy(update={"number": mapping[old]}) for old in order]
 
 
 def display_sentence(text: str) -> str:

@@ -225,9 +225,18 @@ def _value_number(shown: str) -> int:
 
 
 def relevant(conflict: Conflict, question: str) -> bool:
-    """Whether a conflict is about what the question asks: its counted noun and its verb both appear."""
+    """Whether a conflict is about what the question asks: its counted noun, and the verb that follows
+    that noun in the question ("Combien de pays ont signé…" yes, "Quels pays ont refusé de signer…" no)."""
     from assistant.language import TermSet, content_words
 
-    asked = TermSet(question)
     noun, _, predicate = conflict.about.partition(" — ")
-    return all(any(asked.has(variants(w)) for w in content_words(part)) for part in (noun, predicate) if part)
+    tokens = _tokens(question)
+    noun_variants = set().union(*(variants(w) for w in content_words(noun, accents=True))) if noun else set()
+    for i, tok in enumerate(tokens):
+        if tok not in "(),;:." and variants(tok.lower()) & noun_variants:
+            asked = _predicate_after(tokens, i + 1)
+            if asked:
+                a, b = variants(asked[1].lower()), variants(predicate.lower())
+                return bool(a & b) or any(x[:4] == y[:4] for x in a for y in b if min(len(x), len(y)) >= 4)
+    words = TermSet(question)
+    return all(any(words.has(variants(w)) for w in content_words(part, accents=True)) for part in (noun, predicate) if part)

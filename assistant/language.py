@@ -64,7 +64,10 @@ GENERIC = frozenset(
     "role rôle position date jour jours dit dire disent dite say says said tell told mention mentionne mentionné"
     " mentionnée mentioned parle parlé talk talked about propos sujet question against contre fait faire"
     " did does do done happen happened passe passé etaient étaient ete été aura auront sera seront will would"
-    " chose choses thing things ya y-a-t-il exist existe type sorte kind".split()
+    " chose choses thing things ya y-a-t-il exist existe type sorte kind fonction fonctions occupe occupait"
+    " occuper poste titre title hold holds held job signifie signifient mean means meaning nom name named"
+    " appelle appelé called lieu endroit ville city place where quelle quel moment année annee year jour"
+    " exactement exactly precisement precisely".split()
 )
 GENERIC = frozenset(fold(w) for w in GENERIC)
 
@@ -129,6 +132,7 @@ GLOSSARY.update({
     "nation": "nation", "politicians": "politique", "political": "politique", "tech": "tech", "heavily": "lourdement",
     "declare": "declar", "announced": "annonc", "announce": "annonc", "amount": "montant", "money": "argent",
     "caption": "logo", "photo": "logo", "southwest": "sud-ouest", "south-west": "sud-ouest",
+    "silent": "taisent", "sensitive": "tendancieux", "controversial": "tendancieux",
 })
 
 _NUMBER_UNITS = {
@@ -197,24 +201,34 @@ def words(text: str) -> list[str]:
 _PRONOUNS = frozenset("t il elle ils elles on je tu nous vous ce moi toi lui leur y en".split())
 
 
-def content_words(text: str) -> list[str]:
-    """Folded content words: stop words, question words and elided articles ("l'IA" -> "ia") removed."""
+def content_words(text: str, accents: bool = False) -> list[str]:
+    """Content words, folded (or only lower-cased with `accents`): stop words, question words and elided
+    articles ("l'IA" -> "ia") removed."""
     out = []
     for raw in words(text):
-        w = re.sub(r"^(?:l|d|j|m|n|s|t|c|qu|jusqu|lorsqu|puisqu)'", "", fold(raw))
+        w = re.sub(r"^(?:l|d|j|m|n|s|t|c|qu|jusqu|lorsqu|puisqu)['’]", "", raw.lower())
+        w = re.sub(r"['’]s$", "", w)  # English possessive: "China's" -> "china"
         parts = w.split("-")
-        pieces = [p for p in parts if p not in _PRONOUNS] if len(parts) > 1 and any(p in _PRONOUNS for p in parts) else [w]
-        out.extend(p for p in pieces if p and p not in STOP and p not in QUESTION_WORDS and (len(p) > 1 or p.isdigit()))
+        if len(parts) > 1 and any(fold(p) in _PRONOUNS for p in parts):
+            pieces = [p for p in parts if fold(p) not in _PRONOUNS]
+        else:
+            pieces = [w]
+        for p in pieces:
+            f = fold(p)
+            if f and f not in STOP and f not in QUESTION_WORDS and (len(f) > 1 or f.isdigit()):
+                out.append(p if accents else f)
     return out
 
 
-@lru_cache(maxsize=8192)
+@lru_cache(maxsize=16384)
 def variants(word: str) -> frozenset[str]:
-    """The forms a folded word may take in a text: French and English stems, its French gloss."""
-    if word.isdigit():
-        return frozenset((word,))
-    out = {stem(word, "fr"), stem(word, "en")}
-    gloss = GLOSSARY.get(word)
+    """The forms a word may take in a text: French and English stems (of the accented and of the folded
+    word, all folded), and the stem of its French gloss."""
+    folded = fold(word)
+    if folded.isdigit():
+        return frozenset((folded,))
+    out = {stem(word, "fr"), stem(word, "en"), stem(folded, "fr"), stem(folded, "en")}
+    gloss = GLOSSARY.get(folded)
     if gloss:
         out.add(stem(gloss, "fr"))
     return frozenset(out)
@@ -235,7 +249,7 @@ class TermSet:
 
     def __init__(self, text: str):
         self.terms: set[str] = set()
-        for w in content_words(text):
+        for w in content_words(text, accents=True):
             self.terms |= variants(w)
         self.terms |= {str(n) for n in numbers_in(text)}
         self.prefixes = {t[:5] for t in self.terms if len(t) >= 5 and not t.isdigit()}
@@ -244,9 +258,9 @@ class TermSet:
         return any(v in self.terms or (len(v) >= 5 and v[:5] in self.prefixes) for v in word_variants)
 
 
-def question_terms(text: str) -> list[frozenset[str]]:
+def question_terms(text: str, skip_generic: bool = False) -> list[frozenset[str]]:
     """One set of variants per content word of a question (numbers written in words become digits)."""
-    out = [variants(w) for w in content_words(text)]
+    out = [variants(w) for w in content_words(text, accents=True) if not (skip_generic and fold(w) in GENERIC)]
     for n in numbers_in(text):
         if frozenset((str(n),)) not in out:
             out.append(frozenset((str(n),)))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, Sequence
 
-from assistant.language import content_words, fold
+from assistant.language import GENERIC, content_words, fold
 from assistant.models import Turn
 
 _CONNECTIVE = re.compile(
@@ -42,7 +42,7 @@ REWRITE_PROMPT = (
 def is_follow_up(question: str) -> bool:
     if _CONNECTIVE.match(question) and not re.match(r"^\s*(?:et|and)\s*$", question):
         return True
-    words = content_words(question)
+    words = [w for w in content_words(question) if w not in GENERIC]
     return len(words) <= 1 or (bool(_PRONOUN.search(question)) and len(words) <= 3)
 
 

@@ -18,10 +18,10 @@ from assistant.config import Settings
 from assistant.conflicts import SentenceRef, find_conflicts, relevant
 from assistant.embeddings import get_embedder
 from assistant.generation import DECLINE, Generation, GenerationRequest
-from assistant.generation.questions import counted_noun, fits, looks_like_instruction, question_kind
+from assistant.generation.questions import counted_noun, fits, has_person, looks_like_instruction, question_kind
 from assistant.generation.sentences import clean, sentence_spans
 from assistant.generation.vectors import SentenceVectors
-from assistant.language import GENERIC, TermSet, content_words, detect_language, question_terms, variants
+from assistant.language import GENERIC, TermSet, fold, content_words, detect_language, question_terms, variants
 
 LEAD = {"fr": "D'après les sources :", "en": "According to the sources:"}
 LEAD_TRANSLATED = "According to the sources (quoted in the original {language}):"
@@ -37,7 +37,10 @@ ENTITY_WEIGHT = 0.6  # names the question repeats say little about which sentenc
 ANSWER_THRESHOLD = 0.42
 KEEP_MARGIN = 0.12
 MAX_SENTENCES = 3
-MIN_COVERAGE = 0.5  # share of the question's topic words that must occur somewhere in the passages
+PERSON_BONUS = 0.08
+IDF_POWER = 2.0  # a word few sentences share (the question's verb, say) tells most about the answer
+MIN_COVERAGE = 0.5
+MIN_COVERAGE_CROSS_LINGUAL = 0.34  # the glossary cannot know every English word  # share of the question's topic words that must occur somewhere in the passages
 
 
 @dataclass
@@ -102,7 +105,8 @@ def candidates(request: GenerationRequest) -> list[Candidate]:
 def _weights(terms: list[frozenset[str]], sets: Sequence[TermSet], entities: set[frozenset[str]]) -> list[float]:
     n = len(sets)
     return [
-        (1.0 + math.log((n + 1) / (1 + sum(s.has(t) for s in sets)))) * (ENTITY_WEIGHT if t in entities else 1.0)
+        (1.0 + math.log((n + 1) / (1 + sum(s.has(t) for s in sets)))) ** IDF_POWER
+        * (ENTITY_WEIGHT if t in entities else 1.0)
         for t in terms
     ]
 
@@ -114,7 +118,7 @@ def entity_terms(question: str) -> list[frozenset[str]]:
     for i, raw in enumerate(words):
         word = raw.strip(",;:!.()\"'«»“”")
         if word[:1].isdigit() or (i > 0 and word[:1].isupper() and len(word) > 1):
-            out.extend(variants(w) for w in content_words(word))
+            out.extend(variants(w) for w in content_words(word, accents=True))
     return out
 
 
@@ -132,7 +136,7 @@ class ExtractiveGenerator:
         if kind == "other":
             kind = question_kind(request.standalone)
         noun = counted_noun(request.question) or counted_noun(request.standalone)
-        terms = question_terms(request.standalone)
+        terms = question_terms(request.standalone, skip_generic=True)
         sets = [TermSet(c.text) for c in cands]
         weights = _weights(terms, sets, set(entity_terms(request.standalone)))
         cross = detect_language(" ".join(c.text for c in cands[:6])) != request.lang
@@ -151,6 +155,8 @@ class ExtractiveGenerator:
             c.score = DENSE_WEIGHT * dn + LEXICAL_WEIGHT * c.lexical + 0.05 / c.rank
             if not c.fits:
                 c.score -= 0.25
+            elif kind == "person" and has_person(c.text):
+                c.score += PERSON_BONUS
         return kind
 
     def _missing_entity(self, request: GenerationRequest) -> bool:
@@ -163,14 +169,16 @@ class ExtractiveGenerator:
         everything = TermSet(" ".join(p.text for p in request.passages))
         entities = set(entity_terms(request.standalone))
         terms = [
-            variants(w) for w in content_words(request.standalone)
-            if w not in GENERIC and variants(w) not in entities
+            variants(w) for w in content_words(request.standalone, accents=True)
+            if fold(w) not in GENERIC and variants(w) not in entities
         ]
         return sum(everything.has(t) for t in terms) / len(terms) if terms else 1.0
 
     def select(self, request: GenerationRequest) -> tuple[list[Candidate], str]:
         cands = candidates(request)
-        if not cands or self._missing_entity(request) or self.coverage(request) < MIN_COVERAGE:
+        cross = detect_language(" ".join(c.text for c in cands[:6])) != request.lang
+        if not cands or self._missing_entity(request) or \
+                self.coverage(request) < (MIN_COVERAGE_CROSS_LINGUAL if cross else MIN_COVERAGE):
             return [], "other"
         kind = self.score(request, cands)
         ranked = sorted(cands, key=lambda c: -c.score)

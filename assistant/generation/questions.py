@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from assistant.language import NUMBER_WORD, TermSet, content_words, fold, variants
+from assistant.language import NUMBER_WORD, STOP, TermSet, content_words, fold, variants
 
 _KINDS = [
     ("money", r"\b(?:montant|budget|somme d'argent|combien d'(?:argent|euros?|dollars?)|combien .{0,40}"
@@ -16,7 +16,8 @@ _KINDS = [
     ("date", r"\b(?:quand|a quelle date|quelle date|quel jour|quels jours|en quelle annee|quelle annee|when|what date"
              r"|which date|what day|which day|what year|which year|on what date)\b"),
     ("person", r"^(?:et )?(?:qui|who|whom|par qui|by whom|with whom|avec qui|a qui|whose)\b|\b(?:quelle personne|"
-               r"which person|what person|quel dirigeant|which leader|quel responsable|which official)\b"),
+               r"which person|what person|quel(?:le)?s? (?:dirigeants?|responsables?|personnalites?|officiels?|ministres?)"
+               r"|which (?:leaders?|officials?|politicians?|ministers?)|what (?:leaders?|officials?))\b"),
     ("place", r"\b(?:ou (?:s'est|se|a|ont|est|sont|aura|va|vont)|where|dans quelle ville|in which city|in what city"
               r"|quelle ville|which city|quel lieu)\b"),
 ]
@@ -26,9 +27,9 @@ _MONTHS = (
     "|april|may|june|july|august|september|october|november|december"
 )
 _DATE = re.compile(
-    rf"\b(?:\d{{1,2}}(?:er)?\s+(?:et\s+\d{{1,2}}\s+)?(?:{_MONTHS})|(?:{_MONTHS})\s+\d{{1,2}}|(?:1[89]|20)\d\d"
+    rf"\b(?:\d{{1,2}}(?:er)?\s+(?:et\s+\d{{1,2}}\s+)?(?:{_MONTHS})|(?:{_MONTHS})\s+\d{{1,2}}|(?:1[89]|20)\d\d(?!\d)"
     r"|lundi|mardi|mercredi|jeudi|vendredi|samedi|dimanche|monday|tuesday|wednesday|thursday|friday|saturday"
-    r"|sunday|hier|aujourd'hui|demain|yesterday|today|tomorrow)\b"
+    r"|sunday|hier|aujourd'hui|demain|yesterday|today|tomorrow)(?:\b|(?<=\d))"
 )
 _NAME = re.compile(r"(?<![.!?:]\s)(?<!^)\b[A-ZÉÈ][a-zéèëïîôüç]+(?:[- ][A-ZÉÈ][a-zéèëïîôüç]+)*")
 
@@ -69,6 +70,16 @@ def has_date(text: str) -> bool:
     return bool(_DATE.search(fold(text)))
 
 
+_PERSON = re.compile(
+    r"\b(?:[A-Z]\.\s?)*(?:[A-Z]{2}|[A-ZÉ][a-zéèëïîôüç]+)\s(?:[A-Z]\.\s?)*[A-ZÉ][a-zéèëïîôüç]+(?:[A-Z][a-z]+)?\b"
+)
+
+
+def has_person(text: str) -> bool:
+    """Something like a person's name: two capitalised words in a row ("Guo Jiakun", "J.D. Vance")."""
+    return any(m.start() > 0 or fold(m.group().split()[0]) not in STOP for m in _PERSON.finditer(text)) or bool(re.search(r"\b(?:[A-Z]\.){2}\s?[A-Z][a-z]+", text))
+
+
 def has_name(text: str) -> bool:
     return bool(_NAME.search(text))
 
@@ -82,7 +93,7 @@ def counted_noun(question: str) -> frozenset[str] | None:
     m = _COUNTED.search(fold(question))
     if not m:
         return None
-    words = content_words(m.group(1))
+    words = content_words(m.group(1), accents=True)
     return variants(words[0]) if words else None
 
 

@@ -1,0 +1,125 @@
+"""`assistant ask` and `assistant chat`: the answer chain in the terminal (registered by assistant/cli.py)."""
+from __future__ import annotations
+
+import sys
+
+from assistant.config import Settings
+from assistant.models import Answer, Turn
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("ask", help="answer one question from the knowledge base, with citations")
+    p.add_argument("question")
+    p.add_argument("--kb", help="knowledge base (default: ASSISTANT_KB or 'default')")
+    p.add_argument("--json", action="store_true", help="print the whole answer object as JSON")
+    p.add_argument("-k", type=int, default=None, help="passages to retrieve")
+    p.set_defaults(func=cmd_ask)
+
+    p = subparsers.add_parser("chat", help="terminal chat that keeps the conversation (/new resets)")
+    p.add_argument("--kb", help="knowledge base (default: ASSISTANT_KB or 'default')")
+    p.set_defaults(func=cmd_chat)
+
+
+def _settings(settings: Settings, k: int | None) -> Settings:
+    if k is None:
+        return settings
+    k = max(1, min(50, k))
+    return settings.model_copy(update={"top_k": k, "answer_passages": k})
+
+
+def cmd_ask(args, settings: Settings) -> int:
+    from assistant.chain import Assistant
+
+    answer = Assistant(_settings(settings, args.k), kb=args.kb).ask(args.question)
+    if args.json:
+        print(answer.model_dump_json(indent=2))
+        return 1 if answer.error else 0
+    if answer.error:
+        print(f"error: {answer.error}", file=sys.stderr)
+        return 1
+    _console().print(render(answer))
+    return 0
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def render(answer: Answer) -> str:
+    """The answer as rich markup: text, then the numbered sources; declines and conflicts marked."""
+    from rich.markup import escape
+
+    lines = []
+    if answer.declined:
+        lines.append("[bold yellow]✗ Not in the sources[/]")
+    if answer.conflicts:
+        lines.append("[bold magenta]⚠ The sources disagree[/]")
+    lines.append(escape(answer.text))
+    if answer.citations:
+        lines.append("")
+        lines.append("[bold]Sources[/]")
+        for c in answer.citations:
+            flag = "" if c.supported else " [red](not supported by the passage)[/]"
+            lines.append(f"  [bold cyan]\\[{c.number}][/] {escape(c.title)} — [dim]{escape(c.source)}[/]{flag}")
+            lines.append(f"      « {escape(_short(c.quote))} »")
+    for conflict in answer.conflicts:
+        values = ", ".join(
+            f"{escape(v.value)} ({escape(v.source)}{f' [{v.citation}]' if v.citation else ''})" for v in conflict.values
+        )
+        lines.append(f"[magenta]conflict on {escape(conflict.about)}: {values}[/]")
+    if answer.unsupported_sentences:
+        lines.append(f"[red]{len(answer.unsupported_sentences)} sentence(s) not supported by the cited passages[/]")
+    return "\n".join(lines)
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + " …"
+
+
+def cmd_chat(args, settings: Settings) -> int:
+    from assistant.chain import Assistant
+
+    console = _console()
+    assistant = Assistant(settings, kb=args.kb)
+    console.print(
+        f"[bold]Summit assistant[/] — knowledge base [cyan]{assistant.kb}[/], generator "
+        f"[cyan]{assistant.generator_name}[/] ({assistant.model_name}). "
+        "Ask a question; [bold]/new[/] starts a new conversation; an empty line or Ctrl-D quits."
+    )
+    history: list[Turn] = []
+    while True:
+        try:
+            question = console.input("[bold green]> [/]")
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            return 0
+        question = question.strip()
+        if not question:
+            return 0
+        if question == "/new":
+            history = []
+            console.print("[dim]New conversation.[/]")
+            continue
+        answer = None
+        from rich.live import Live
+        from rich.text import Text
+
+        streamed = ""
+        with Live(Text(""), console=console, transient=True, refresh_per_second=12) as live:
+            for item in assistant.stream(question, history):
+                if isinstance(item, Answer):
+                    answer = item
+                else:
+                    streamed += item
+                    live.update(Text(streamed))
+        if answer is None or answer.error:
+            console.print(f"[red]error: {answer.error if answer else 'no answer'}[/]")
+            continue
+        if answer.standalone_question != question:
+            console.print(f"[dim](understood as: {answer.standalone_question})[/]")
+        console.print(render(answer))
+        console.print()
+        history.append(Turn(question=question, answer=answer.text))
