@@ -88,6 +88,17 @@ def lexical_dir(settings: Settings, kb: str) -> Path:
     return settings.kb_dir(kb) / "lexical"
 
 
+def index_version(settings: Settings, kb: str | None = None) -> str:
+    """Changes whenever the knowledge base's passages change (every write rebuilds the lexical index),
+    whoever made the change: this process, the CLI or another browser tab."""
+    meta = lexical_dir(settings, kb or settings.kb) / "meta.json"
+    try:
+        stat = meta.stat()
+    except OSError:
+        return "none"
+    return f"{stat.st_mtime_ns}-{stat.st_size}"
+
+
 # --- state of the index -----------------------------------------------------------------------------
 def _index_state(store: VectorStore) -> dict[str, dict]:
     """Per source: ids, hashes seen, recorded chunk count, title, size, indexed_at."""

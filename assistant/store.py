@@ -25,7 +25,11 @@ class StoreError(RuntimeError):
 
 
 class EmbeddingMismatch(StoreError):
-    pass
+    """The collection was built with another embedding model."""
+
+
+class KnowledgeBaseMissing(StoreError):
+    """No collection of that name (nothing indexed yet)."""
 
 
 def check_kb_name(kb: str) -> str:
@@ -82,7 +86,7 @@ class VectorStore:
                 self._col = self._client.get_collection(name, embedding_function=None)
         except Exception as exc:
             if not create:
-                raise StoreError(f"knowledge base {kb!r} does not exist: run `assistant ingest --kb {kb}`") from exc
+                raise KnowledgeBaseMissing(f"knowledge base {kb!r} does not exist: run `assistant ingest --kb {kb}`") from exc
             raise StoreError(f"cannot open knowledge base {kb!r}: {_short(exc)}") from exc
         meta = self._col.metadata or {}
         if meta.get("embedding_model") != model or int(meta.get("dim", dim)) != dim:

@@ -81,14 +81,9 @@ def new_conversation() -> None:
 # --- the cached assistant -------------------------------------------------------------------------
 def index_stamp(settings: Settings, kb: str) -> str:
     """Changes whenever the knowledge base's index was rewritten (here, by the CLI, or by another tab)."""
-    from assistant.indexing import lexical_dir
+    from assistant.indexing import index_version
 
-    meta = lexical_dir(settings, kb) / "meta.json"
-    try:
-        stat = meta.stat()
-        return f"{stat.st_mtime_ns}-{stat.st_size}"
-    except OSError:
-        return "none"
+    return index_version(settings, kb)
 
 
 def settings_key(settings: Settings) -> str:

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from assistant.indexing import delete_document, ingest, list_documents, source_dir_of
-from assistant.store import StoreError, check_kb_name, list_kbs
+from assistant.store import KnowledgeBaseMissing, StoreError, check_kb_name, list_kbs
 from ui import state
 from ui.uploads import allowed_types, save_upload
 
@@ -50,15 +50,17 @@ def run_ingest(label: str, rebuild: bool = False) -> bool:
 
 
 # --- the documents ----------------------------------------------------------------------------------
-docs, missing = [], None
+docs, missing, no_index = [], None, False
 try:
     docs = list_documents(settings, kb)
+except KnowledgeBaseMissing:
+    no_index = True
 except StoreError as exc:
     missing = state.short_error(exc)
 except Exception as exc:
     missing = f"cannot read the knowledge base: {state.short_error(exc)}"
 
-if missing and "does not exist" in missing:
+if no_index:
     st.info(f"Knowledge base **{kb}** has no index yet. Upload documents below, or index its folder.")
 elif missing:
     st.error(missing)
