@@ -11,7 +11,7 @@ from typing import Any, Iterator, Sequence
 
 from langchain_core.runnables import RunnableLambda
 
-from assistant.citations import renumber, verify
+from assistant.citations import is_framing, renumber, strip_markers, verify
 from assistant.config import Settings
 from assistant.conflicts import SentenceRef, find_conflicts, relevant, stated, statement
 from assistant.generation import DECLINE, OFF_TASK, Generation, GenerationError, GenerationRequest, get_generator
@@ -199,9 +199,15 @@ class Assistant:
         if gen.declined:
             text = gen.text.strip() or DECLINE[lang]
             state["timings"]["verify"] = _ms(t0)
-            return self._answer(state, text=verify(text, passages).text if passages else text, declined=True)
+            return self._answer(state, text=strip_markers(text), declined=True)
         checked = verify(gen.text, passages, self.settings.support_threshold, documents)
         text, citations = checked.text, list(checked.citations)
+        if not citations and all(is_framing(line) for line in text.splitlines() if line.strip()):
+            # nothing the sources support is left: say so rather than show an empty or unverified answer
+            state["timings"]["verify"] = _ms(t0)
+            return self._answer(state, text=DECLINE[lang], declined=True,
+                                unsupported_sentences=checked.unsupported_sentences,
+                                removed_markers=checked.removed_markers)
 
         conflicts = [c for c in find_conflicts(_sentence_refs(citations, passages)) if relevant(c, state["standalone"])]
         for conflict in conflicts:

@@ -152,8 +152,13 @@ def verify(
     documents: dict[str, str] | None = None,
     similarity: Callable[[str, str], float] | None = None,
     exempt: Callable[[str], bool] | None = None,
+    drop_unsupported: bool = True,
 ) -> Verified:
-    """Resolve, check and renumber the citations of `text` (markers refer to passages 1..len(passages))."""
+    """Resolve, check and renumber the citations of `text` (markers refer to passages 1..len(passages)).
+
+    A cited sentence whose passages do not support it, or an uncited statement that no passage supports,
+    is listed in `unsupported_sentences` and (with `drop_unsupported`) left out of the text.
+    """
     out = Verified(text="")
     numbering: dict[tuple[int, int, int], int] = {}
     pieces: list[str] = []
@@ -173,8 +178,12 @@ def verify(
         claim = claim_text(sentence)
         if not cited:
             new_sentence = strip_markers(sentence) if markers else sentence
-            if not is_framing(sentence) and not (exempt and exempt(sentence)):
+            if not (is_framing(sentence) or (exempt and exempt(sentence))) and (
+                lexical_support(claim, [p.text for p in passages]) < threshold
+            ):
                 out.unsupported_sentences.append(claim)
+                if drop_unsupported:
+                    new_sentence = ""
             pieces.append(new_sentence)
             pos = e
             continue
@@ -195,6 +204,9 @@ def verify(
         supported = support >= threshold
         if not supported:
             out.unsupported_sentences.append(claim)
+            if drop_unsupported:
+                pos = e
+                continue
         local: dict[int, int] = {}
         for i, ls, le, score in spans:
             key = (i, ls, le)
@@ -205,7 +217,7 @@ def verify(
         pieces.append(_rewrite_markers(sentence, local))
         pos = e
     pieces.append(text[pos:])
-    out.text = "".join(pieces).strip()
+    out.text = re.sub(r"\n{3,}", "\n\n", re.sub(r"[ \t]{2,}", " ", "".join(pieces))).strip()
     return out
 
 

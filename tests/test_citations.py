@@ -88,6 +88,7 @@ def test_verify_resolves_renumbers_and_gives_exact_offsets():
         assert doc(c.source)[c.start : c.end] == c.quote
         assert c.quote in c.passage_text
     assert checked.unsupported_sentences == ["Une affirmation inventée."]
+    assert "inventée" not in checked.text  # left out of the answer, listed in the answer object
 
 
 def test_verify_paraphrase_uses_lexical_support_and_flags_unsupported():
@@ -96,8 +97,13 @@ def test_verify_paraphrase_uses_lexical_support_and_flags_unsupported():
     assert good.citations[0].support < 1.0 and good.citations[0].supported
     assert good.citations[0].quote.startswith("Cependant, les États-Unis")
     bad = verify("La France a annoncé 109 milliards d'euros d'investissements [1].", [p], 0.5)
-    assert not bad.citations[0].supported
+    assert bad.citations == [] and bad.text == ""
     assert bad.unsupported_sentences == ["La France a annoncé 109 milliards d'euros d'investissements."]
+    kept = verify("La France a annoncé 109 milliards d'euros [1].", [p], 0.5, drop_unsupported=False)
+    assert not kept.citations[0].supported and kept.text.endswith("[1].")
+    uncited = verify("Cependant, les États-Unis et le Royaume-Uni ont refusé. Le prix Nobel est suédois.", [p])
+    assert uncited.text == "Cependant, les États-Unis et le Royaume-Uni ont refusé."
+    assert uncited.unsupported_sentences == ["Le prix Nobel est suédois."]
 
 
 def test_verify_same_passage_two_quotes_get_two_numbers():

@@ -160,7 +160,7 @@ def test_made_up_markers_are_stripped_and_counted(make_assistant, fake_llm):
     assert "[9]" not in answer.text and "[42]" not in answer.text
     assert answer.removed_markers == 2
     assert [c.number for c in answer.citations] == [1]
-    assert answer.unsupported_sentences == ["Une invention."]
+    assert answer.unsupported_sentences == ["Une invention."] and "invention" not in answer.text
 
 
 def test_streamed_answer_is_assembled(make_assistant, fake_llm):
@@ -177,6 +177,13 @@ def test_streamed_answer_is_assembled(make_assistant, fake_llm):
     assert "".join(chunks).startswith("Le représentant spécial") and "Zhang Guoqing" in "".join(chunks)
     assert answer.text.startswith("Le représentant spécial") and answer.text.endswith("[1].")
     assert answer.citations[0].source == SUMMIT and answer.citations[0].supported
+
+
+def test_unsupported_answer_becomes_a_decline(make_assistant, fake_llm):
+    fake_llm.reply = lambda body: "La France a annoncé 109 milliards d'euros pour l'IA [1]."
+    answer = make_assistant().ask("Quel montant la France a-t-elle annoncé pour l'IA ?")
+    assert answer.declined and answer.citations == [] and "109" not in answer.text
+    assert answer.unsupported_sentences == ["La France a annoncé 109 milliards d'euros pour l'IA."]
 
 
 def test_not_in_the_sources_reply_is_a_decline(make_assistant, fake_llm):
