@@ -40,7 +40,8 @@ MAX_SENTENCES = 3
 PERSON_BONUS = 0.08
 IDF_POWER = 2.0  # a word few sentences share (the question's verb, say) tells most about the answer
 MIN_COVERAGE = 0.5
-MIN_COVERAGE_CROSS_LINGUAL = 0.34  # the glossary cannot know every English word  # share of the question's topic words that must occur somewhere in the passages
+MIN_COVERAGE_CROSS_LINGUAL = 0.34  # the glossary cannot know every English word
+DENSE_CONFIDENT = 0.85  # share of the question's topic words that must occur somewhere in the passages
 
 
 @dataclass
@@ -176,14 +177,18 @@ class ExtractiveGenerator:
 
     def select(self, request: GenerationRequest) -> tuple[list[Candidate], str]:
         cands = candidates(request)
-        cross = detect_language(" ".join(c.text for c in cands[:6])) != request.lang
-        if not cands or self._missing_entity(request) or \
-                self.coverage(request) < (MIN_COVERAGE_CROSS_LINGUAL if cross else MIN_COVERAGE):
+        if not cands or self._missing_entity(request):
             return [], "other"
         kind = self.score(request, cands)
         ranked = sorted(cands, key=lambda c: -c.score)
         best = ranked[0]
         if best.score < ANSWER_THRESHOLD or not best.fits:
+            return [], kind
+        # topic words the passages never use: decline, unless a sentence is very close in meaning
+        # (synonyms, "fled" for "flee")
+        cross = detect_language(" ".join(c.text for c in cands[:6])) != request.lang
+        if self.coverage(request) < (MIN_COVERAGE_CROSS_LINGUAL if cross else MIN_COVERAGE) and \
+                max(c.dense for c in cands) < DENSE_CONFIDENT:
             return [], kind
         chosen = [best]
         for c in ranked[1:]:

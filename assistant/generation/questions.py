@@ -27,7 +27,9 @@ _MONTHS = (
     "|april|may|june|july|august|september|october|november|december"
 )
 _DATE = re.compile(
-    rf"\b(?:\d{{1,2}}(?:er)?\s+(?:et\s+\d{{1,2}}\s+)?(?:{_MONTHS})|(?:{_MONTHS})\s+\d{{1,2}}|(?:1[89]|20)\d\d(?!\d)"
+    rf"\b(?:\d{{1,2}}(?:er)?\s+(?:et\s+\d{{1,2}}\s+)?(?:{_MONTHS})|(?:{_MONTHS})\s+\d{{1,2}}|(?:1\d|20)\d\d(?!\d)s?"
+    r"|(?:in|en|around|vers|since|depuis|year|annee|an)\s+\d{3,4}(?!\d)"
+    r"|\d{1,2}(?:st|nd|rd|th|e|eme|er)\s+(?:century|centuries|siecle)|[xvi]+e\s+siecle|(?:annees|the)\s+\d{2,4}s?"
     r"|lundi|mardi|mercredi|jeudi|vendredi|samedi|dimanche|monday|tuesday|wednesday|thursday|friday|saturday"
     r"|sunday|hier|aujourd'hui|demain|yesterday|today|tomorrow)(?:\b|(?<=\d))"
 )
