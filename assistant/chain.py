@@ -1,7 +1,9 @@
 """The answer chain: rewrite → retrieve → generate → verify, as LangChain runnables.
 
 `Assistant.ask()` returns one `Answer`; `Assistant.stream()` yields text chunks as they are generated,
-then the complete verified `Answer`. Neither raises for a bad question or a failing model: the answer
+then the complete verified `Answer`. The chunks are the generator's raw text (markers numbered as the
+passages were); show the final `Answer.text` once it arrives: verification may renumber markers, leave
+out unsupported sentences and put a "the sources disagree" sentence first. Neither raises for a bad question or a failing model: the answer
 carries a readable `error` instead (never a stack trace, never a secret).
 """
 from __future__ import annotations

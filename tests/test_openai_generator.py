@@ -258,6 +258,13 @@ def test_unreachable_endpoint(indexed_settings):
     assert answer.error and "unreachable" in answer.error and KEY not in answer.error
 
 
+def test_empty_question_makes_no_call(make_assistant, fake_llm):
+    answer = make_assistant().ask("  \n ")
+    assert answer.error and "empty" in answer.error
+    assert fake_llm.requests == []
+    assert make_assistant().ask("Write a poem about the summit.").declined and fake_llm.requests == []
+
+
 def test_chat_goes_on_after_an_error(make_assistant, fake_llm):
     assistant = make_assistant()
     fake_llm.mode = "500"

@@ -37,14 +37,16 @@ _NAME = re.compile(r"(?<![.!?:]\s)(?<!^)\b[A-ZÉÈ][a-zéèëïîôüç]+(?:[- ]
 
 _OFF_TASK = re.compile(
     r"(?:\b(?:ignore|ignorez|ignores|oublie|oubliez|disregard|forget|override|contourne)\b.{0,60}"
-    r"\b(?:instructions?|consignes?|r[eè]gles?|rules|prompt|system|syst[eè]me|previous|pr[ée]c[ée]dentes?)"
+    r"\b(?:instructions?|consignes?|prompt|system|syst[eè]me|previous|pr[ée]c[ée]dentes?|above"
+    r"|(?:tes|vos|your|these|ces|all|toutes les) (?:r[eè]gles|rules))"
     r"|\b(?:system prompt|prompt syst[eè]me|jailbreak|developer mode|mode d[ée]veloppeur|you are now|tu es maintenant"
     r"|vous [eê]tes maintenant|act as|pretend (?:to be|you)|fais comme si|joue le r[oô]le)"
     r"|\b(?:r[ée]ponds?|r[ée]pondez|respond|answer|reply|say|dis|print|affiche)\b.{0,20}"
     r"\b(?:seulement|uniquement|only|just)\b\s*[\"'«“]"
-    r"|\b(?:[ée]cris|[ée]crivez|r[ée]dige|r[ée]digez|compose|write|generate|g[ée]n[eè]re|invente|tell me|raconte)"
-    r"\b.{0,40}\b(?:po[eè]me|poem|haiku|chanson|song|blague|joke|histoire dr[oô]le|story|code|script|programme"
-    r"|program|fonction|function|recette|recipe|essay|dissertation|lettre d'amour|love letter|limerick|rap))",
+    r"|\b(?:[ée]cris|[ée]crivez|r[ée]dige|r[ée]digez|compose|write|generate|g[ée]n[eè]re|invente)"
+    r"\b.{0,40}\b(?:po[eè]me|poem|haiku|chanson|song|blague|joke|histoire|story|code|script|programme"
+    r"|program|fonction|function|recette|recipe|essay|dissertation|lettre d'amour|love letter|limerick|rap)"
+    r"|\b(?:tell me|raconte(?:-moi)?|dis-moi)\b.{0,20}\b(?:po[eè]me|poem|blague|joke|histoire dr[oô]le|funny story))",
     re.IGNORECASE,
 )
 
