@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any, Sequence
 
-from assistant.language import GENERIC, content_words, fold
+from assistant.language import GENERIC, content_words
 from assistant.models import Turn
 
 _CONNECTIVE = re.compile(
@@ -48,7 +48,7 @@ def is_follow_up(question: str) -> bool:
 
 def topic(question: str) -> str:
     """A question without its interrogative words: "Combien de pays ont signé… ?" -> "pays ont signé…"."""
-    text = question.strip().rstrip("?？ ").strip()
+    text = _CONNECTIVE.sub("", question.strip(), count=1).rstrip("?？ ").strip()
     for _ in range(3):
         stripped = _INTERROGATIVE.sub("", text, count=1)
         if stripped == text:
@@ -61,16 +61,15 @@ def heuristic_rewrite(question: str, history: Sequence[Turn]) -> str:
     question = question.strip()
     if not history or not is_follow_up(question):
         return question
-    topics: list[str] = []
-    for turn in reversed(history):  # walk back over follow-ups to the question that set the topic
-        topics.insert(0, topic(turn.question))
-        if not is_follow_up(turn.question):
-            break
+    # the topic is set by the last question that was not itself a follow-up ("Et l'Inde ?" after
+    # "Et les États-Unis ?" after "Combien de pays ont signé… ?" is about signing, not about the US)
+    root = next((t.question for t in reversed(history) if not is_follow_up(t.question)), history[0].question)
     core = _CONNECTIVE.sub("", question, count=1).strip() or question
     core = core[:1].upper() + core[1:]
-    own = {fold(w) for w in content_words(core)}
-    carried = " ; ".join(t for t in topics if t and not set(map(fold, content_words(t))) <= own)
-    return f"{core} ({carried})" if carried else core
+    carried = topic(root)
+    if not carried or set(content_words(carried)) <= set(content_words(core)):
+        return core
+    return f"{core} ({carried})"
 
 
 def rewrite(question: str, history: Sequence[Turn], llm: Any | None = None) -> str:
