@@ -18,7 +18,7 @@ from assistant.config import Settings
 from assistant.conflicts import SentenceRef, find_conflicts, relevant, stated, statement
 from assistant.generation import DECLINE, OFF_TASK, Generation, GenerationError, GenerationRequest, get_generator
 from assistant.generation.questions import is_off_task
-from assistant.generation.sentences import sentence_spans
+from assistant.sentences import sentence_spans
 from assistant.language import detect_language
 from assistant.models import Answer, Citation, ScoredPassage, Turn
 from assistant.rewrite import rewrite

@@ -6,46 +6,27 @@ highlight the exact span of the source.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 
 from assistant.models import Document, Passage
-
-# A sentence ends at . ! ? … (plus closing quotes/brackets) followed by whitespace, or at a blank line.
-_SENTENCE_END = re.compile(r"""[.!?…]+["'»”’)\]]*(?=\s)|\n[ \t]*\n""")
-# "J.D. Vance", "M. Guo", "Dr. X": a period after an initial or a title does not end a sentence.
-_ABBREVIATION = re.compile(r"(?:\b[A-Z]|\b(?:[A-Z]\.)+[A-Z]|\b(?:M|Mme|Mlle|Mr|Mrs|Ms|Dr|Pr|St|Me|Mgr|etc|vs|cf|av|apr|n°|No))\.$")
+from assistant.sentences import sentence_spans
 
 
 @dataclass(frozen=True)
 class Span:
     start: int
     end: int
-    new_paragraph: bool  # the span starts a paragraph (after a blank line or a line break)
+    new_paragraph: bool  # the span starts a line (a new paragraph or a line of its own)
 
 
-def sentence_spans(text: str) -> list[Span]:
-    """Sentence spans of `text` (whitespace trimmed); line breaks after a sentence end start a paragraph."""
-    spans: list[Span] = []
-    pos = 0
-    for match in _SENTENCE_END.finditer(text):
-        if match.group().startswith(".") and _ABBREVIATION.search(text, max(0, match.start() - 12), match.start() + 1):
-            continue
-        _add_span(text, pos, match.end(), spans)
-        pos = match.end()
-    _add_span(text, pos, len(text), spans)
-    return spans
-
-
-def _add_span(text: str, start: int, end: int, spans: list[Span]) -> None:
-    raw = text[start:end]
-    stripped = raw.strip()
-    if not stripped:
-        return
-    s = start + (len(raw) - len(raw.lstrip()))
-    e = s + len(stripped)
-    gap = text[spans[-1].end : s] if spans else "\n"
-    spans.append(Span(s, e, "\n" in gap))
+def _units(text: str) -> list[Span]:
+    """Sentences, each marked when a line break separates it from the previous one."""
+    out: list[Span] = []
+    previous_end = 0
+    for start, end in sentence_spans(text):
+        out.append(Span(start, end, not out or "\n" in text[previous_end:start]))
+        previous_end = end
+    return out
 
 
 def _split_long(span: Span, text: str, max_chars: int) -> list[Span]:
@@ -77,7 +58,7 @@ def chunk_document(doc: Document, max_chars: int = 600, overlap_sentences: int =
     """
     text = doc.text
     units: list[Span] = []
-    for span in sentence_spans(text):
+    for span in _units(text):
         units.extend(_split_long(span, text, max_chars) if span.end - span.start > max_chars else [span])
     groups: list[list[Span]] = []
     current: list[Span] = []

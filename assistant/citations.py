@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from assistant.generation.sentences import clean, sentence_spans
+from assistant.sentences import clean, sentence_spans
 from assistant.language import FRAMING, TermSet, fold, question_terms
 from assistant.models import Citation, ScoredPassage
 

@@ -1,4 +1,5 @@
-from assistant.chunking import chunk_document, chunk_id, sentence_spans
+from assistant.chunking import chunk_document, chunk_id
+from assistant.sentences import sentence_spans
 from assistant.models import Document, PageSpan
 
 from conftest import KNOWLEDGE

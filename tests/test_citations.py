@@ -7,7 +7,7 @@ import pytest
 
 from assistant.citations import answer_sentences, find_verbatim, lexical_support, parse_markers, renumber, verify
 from assistant.conflicts import SentenceRef, extract_claims, find_conflicts, relevant, stated, statement
-from assistant.generation.sentences import clean, sentence_spans
+from assistant.sentences import clean, sentence_spans
 from assistant.language import detect_language, numbers_in, parse_number_words
 from assistant.models import ScoredPassage
 

@@ -19,7 +19,7 @@ from assistant.conflicts import SentenceRef, find_conflicts, relevant
 from assistant.embeddings import get_embedder
 from assistant.generation import DECLINE, Generation, GenerationRequest
 from assistant.generation.questions import counted_noun, fits, has_person, looks_like_instruction, question_kind
-from assistant.generation.sentences import clean, sentence_spans
+from assistant.sentences import clean, sentence_spans
 from assistant.generation.vectors import SentenceVectors
 from assistant.language import GENERIC, TermSet, fold, content_words, detect_language, question_terms, variants
 

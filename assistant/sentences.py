@@ -8,6 +8,12 @@ starts are split, and every span keeps its offsets in the original text.
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
+
+
+class Span(NamedTuple):
+    start: int
+    end: int
 
 _TERMINAL = re.compile(r"""[.!?…]["'»”’)\]]*$""")
 _FUNCTION_END = re.compile(
@@ -69,9 +75,10 @@ def _blocks(text: str) -> list[tuple[int, int]]:
     return [(s, e) for s, e in blocks]
 
 
-def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each sentence of `text`, trimmed, in order."""
-    spans: list[tuple[int, int]] = []
+def sentence_spans(text: str) -> list[Span]:
+    """(start, end) of each sentence of `text`, trimmed, in order — the one sentence splitter, used by
+    chunking, the extractive generator and citation checks alike."""
+    spans: list[Span] = []
     for bstart, bend in _blocks(text):
         cuts = [bstart]
         for m in _BOUNDARY.finditer(text, bstart, bend):
@@ -87,7 +94,7 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
             stripped = piece.strip()
             if stripped:
                 s2 = s + piece.index(stripped[0])
-                spans.append((s2, s2 + len(stripped)))
+                spans.append(Span(s2, s2 + len(stripped)))
     return spans
 
 
