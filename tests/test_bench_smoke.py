@@ -1,0 +1,100 @@
+"""`benchmarks/run.py --smoke` runs every part end to end on tiny sizes and writes the expected results.
+
+Only the shape of results.json is checked: benchmarks are never timed assertions.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, SHARED
+
+pytestmark = pytest.mark.slow
+
+PIAF = SHARED / "external" / "piaf" / "piaf-v1.1.json"
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    if not PIAF.is_file():
+        pytest.skip(f"{PIAF} is missing (the benchmarks run on PIAF paragraphs)")
+    out = tmp_path_factory.mktemp("bench") / "results.json"
+    work = out.parent / "work"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--smoke", "--out", str(out), "--work", str(work)],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert out.is_file(), f"no results written; stderr:\n{proc.stderr[-3000:]}"
+    return proc, json.loads(out.read_text(encoding="utf-8"))
+
+
+def _ok(part: dict) -> None:
+    assert part.get("status") == "ok", part.get("status")
+
+
+def test_smoke_run_succeeds_and_prints_the_table(smoke):
+    proc, results = smoke
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "figure" in proc.stdout and "1 ingest" in proc.stdout and "6 quality" in proc.stdout
+    assert results["mode"] == "smoke"
+    for key in ("date", "command", "machine", "config", "total_seconds"):
+        assert key in results
+    assert {"cores", "cpu_model", "loadavg_at_start"} <= results["machine"].keys()
+
+
+def test_ingestion_and_reingest_keys(smoke):
+    _, r = smoke
+    ing, re = r["ingestion"], r["reingest"]
+    _ok(ing)
+    _ok(re)
+    for key in ("passages", "raw_encoder_passages_per_s", "pipeline_passages_per_s", "pipeline_vs_raw",
+                "pipeline_stage_seconds", "met"):
+        assert key in ing
+    assert ing["passages"] > 0
+    assert {"median", "min", "max", "n"} <= ing["pipeline_vs_raw"].keys()
+    for key in ("full_seconds", "unchanged_seconds", "ratio", "met"):
+        assert key in re
+    tune = r["encoder_tuning"]
+    _ok(tune)
+    assert tune["variants"] and {"variant", "batch", "passages_per_s"} <= tune["best"].keys()
+
+
+def test_retrieval_keys(smoke):
+    _, r = smoke
+    ret = r["retrieval"]
+    _ok(ret)
+    assert "piaf_e5" in ret["scales"] and "300" in ret["scales"]
+    for scale in ret["scales"].values():
+        for method in ("exact", "dense", "lexical", "hybrid", "embed", "hybrid_with_embed"):
+            assert {"p50_ms", "p95_ms"} <= scale[method].keys()
+        assert 0.0 <= scale["dense_recall_at_10"] <= 1.0
+    assert "met" in ret
+
+
+def test_answer_and_cold_start_keys(smoke):
+    _, r = smoke
+    ans = r["answer_latency"]
+    _ok(ans)
+    if "stages" in ans:  # "n/a" while the chain does not exist
+        assert {"embed", "retrieve", "generate", "total"} <= ans["stages"].keys()
+        assert {"p50_ms", "p95_ms"} <= ans["wall_ms"].keys()
+    cold = r["cold_start"]
+    assert {"cli", "app"} <= cold.keys()
+    if "assistant_ask" in cold["cli"]:
+        assert {"wall_s", "peak_rss_mb"} <= cold["cli"]["assistant_ask"].keys()
+        assert "python_bare" in cold["cli"]
+
+
+def test_quality_keys(smoke):
+    _, r = smoke
+    q = r["quality"]
+    _ok(q)
+    for name in ("gold", "piaf"):
+        for side in ("ours", "naive"):
+            for key in ("hit_at_5", "mrr", "answer_hit_at_5", "answer_mrr", "questions"):
+                assert key in q[name][side]
+        assert "hit_at_5" in q[name]["delta"]
+    assert q["piaf"]["naive"]["k"] == 4 and q["piaf"]["ours"]["k"] == 5
