@@ -10,20 +10,15 @@ import hashlib
 import json
 import re
 import shutil
-import unicodedata
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from assistant.language import fold
+
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
-
-
-def fold(text: str) -> str:
-    """Lower case without accents: 'États-Unis' -> 'etats-unis'."""
-    decomposed = unicodedata.normalize("NFKD", text.lower())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
 @lru_cache(maxsize=1)
