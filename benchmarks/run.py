@@ -218,6 +218,20 @@ def render_table(r: dict) -> str:
                      f"hybrid {p('hybrid')} · dense {p('dense')} · lexical {p('lexical')}",
                      f"exact numpy {p('exact')}; +embed {p('hybrid_with_embed')}",
                      f"recall@10 {s['dense_recall_at_10']:.3f} (cand. {s['dense_recall_at_10_with_candidates']:.3f})"))
+        b = s.get("build") or {}
+        if "reingest_stage_seconds" in b and scale == str(max(int(k) for k in ret["scales"] if k.isdigit())):
+            st_s = b["reingest_stage_seconds"]
+            rows.append((f"2 re-ingest unchanged @ {s['passages']} (hashing) (s)", f"{b['reingest_unchanged_seconds']:.2f}",
+                         f"build {b['build_seconds']:.0f} s; index state {st_s.get('index_state', 0):.1f}, lexical check {st_s.get('lexical', 0):.1f}",
+                         f"reading ids only {b['read_ids_only_seconds']:.2f} s vs all passages {b['read_all_passages_seconds']:.2f} s"))
+        inv = s.get("investigation")
+        if inv:
+            sweep = inv["ef_search_sweep"]
+            rows.append((f"3 why @ {s['passages']}: HNSW alone (ids only) / rows fetched",
+                         f"HNSW {inv['chroma_ids_only']['p50_ms']:.2f} ms; hybrid ids→fetch top-5 "
+                         + " / ".join(f"ef{ef} {inv[f'hybrid_ids_then_fetch_ef{ef}']['p50_ms']:.1f}" for ef in (100, 400, 800)) + " ms",
+                         f"hybrid on exact numpy {inv['hybrid_exact_dense']['p50_ms']:.1f} ms",
+                         "recall@10 by ef_search " + " / ".join(f"{ef}: {v['recall_at_10']:.3f}" for ef, v in sweep.items())))
     if ret.get("met"):
         rows.append(("3 targets", f"hybrid p50 ≤ 20 ms @ 100k: {_met(ret['met']['hybrid_p50_at_largest'])}", "",
                      f"recall@10 ≥ 0.95: {_met(ret['met']['dense_recall_at_10'])}"))
