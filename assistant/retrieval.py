@@ -72,13 +72,10 @@ class HybridRetriever(BaseRetriever):
         t1 = time.perf_counter()
         dense = self._store.query(query_vector, n)
         lexical = self._lexical_index().search(query, n)
-        fused = rrf([[d[0] for d in dense], [pid for pid, _ in lexical]], self.settings.rrf_k)
+        fused = rrf([[pid for pid, _ in dense], [pid for pid, _ in lexical]], self.settings.rrf_k)
         top = sorted(fused, key=lambda pid: -fused[pid])[:k]
-
-        rows = {pid: (text, meta) for pid, text, meta, _ in dense}
-        missing = [pid for pid in top if pid not in rows]
-        rows.update(self._store.get(missing))
-        dense_rank = {d[0]: (r, d[3]) for r, d in enumerate(dense, start=1)}
+        rows = self._store.get(top)  # texts and metadata of the passages kept, only
+        dense_rank = {pid: (r, s) for r, (pid, s) in enumerate(dense, start=1)}
         lex_rank = {pid: (r, s) for r, (pid, s) in enumerate(lexical, start=1)}
         out = []
         for rank, pid in enumerate(top, start=1):

@@ -73,6 +73,7 @@ class VectorStore:
     def __init__(self, settings: Settings, kb: str, model: str, dim: int, create: bool = True):
         self.kb = check_kb_name(kb)
         self.model, self.dim = model, dim
+        self.search_ef = settings.hnsw_search_ef
         self._client = connect(settings)
         name = _PREFIX + kb
         try:
@@ -80,7 +81,13 @@ class VectorStore:
                 self._col = self._client.get_or_create_collection(
                     name,
                     embedding_function=None,
-                    metadata={"hnsw:space": "cosine", "embedding_model": model, "dim": dim, "kb": kb},
+                    metadata={
+                        "hnsw:space": "cosine",
+                        "hnsw:search_ef": self.search_ef,
+                        "embedding_model": model,
+                        "dim": dim,
+                        "kb": kb,
+                    },
                 )
             else:
                 self._col = self._client.get_collection(name, embedding_function=None)
@@ -95,6 +102,24 @@ class VectorStore:
                 f"(dim {meta.get('dim')}), but the configured model is {model!r} (dim {dim}). "
                 f"Rebuild it with `assistant ingest --kb {kb} --rebuild`, or set ASSISTANT_EMBEDDINGS back."
             )
+        self._apply_search_ef()
+
+    def _apply_search_ef(self) -> None:
+        """Bring an existing collection's HNSW ef_search in line with the settings (a collection made
+        before the setting existed, or with another value). Chroma persists it in the collection's
+        configuration; a process that already loaded the index keeps the old value."""
+        if self.effective_search_ef == self.search_ef:
+            return
+        try:
+            self._col.modify(configuration={"hnsw": {"ef_search": self.search_ef}})
+        except Exception as exc:
+            raise StoreError(f"cannot set ef_search on knowledge base {self.kb!r}: {_short(exc)}") from exc
+
+    @property
+    def effective_search_ef(self) -> int | None:
+        """The ef_search the collection's configuration holds (the raw JSON: reading `.configuration`
+        makes Chroma warn about the absent embedding function)."""
+        return ((self._col.configuration_json or {}).get("hnsw") or {}).get("ef_search")
 
     # --- writing
     def upsert(self, passages: Sequence[Passage], vectors: np.ndarray, extra: dict[str, Any]) -> None:
@@ -125,6 +150,14 @@ class VectorStore:
             out.extend(zip(got["ids"], got["metadatas"]))
         return out
 
+    def ids(self) -> list[str]:
+        """The id of every passage (no text, no metadata: cheap even at 100k passages)."""
+        out: list[str] = []
+        total = self._col.count()
+        for offset in range(0, total, _BATCH * 5):
+            out.extend(self._col.get(include=[], limit=_BATCH * 5, offset=offset)["ids"])
+        return out
+
     def all_passages(self) -> list[tuple[str, str, dict]]:
         """(id, text, metadata) of every passage — for building the lexical index."""
         out: list[tuple[str, str, dict]] = []
@@ -140,20 +173,18 @@ class VectorStore:
         got = self._col.get(ids=list(ids), include=["documents", "metadatas"])
         return {i: (d, m) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])}
 
-    def query(self, vector: np.ndarray, n: int) -> list[tuple[str, str, dict, float]]:
-        """Nearest passages: (id, text, metadata, cosine similarity), best first."""
+    def query(self, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
+        """Nearest passages as (id, cosine similarity), best first. Ids only: the caller fetches the
+        rows it keeps with `get()` (asking Chroma for 30 texts and metadata costs ~10× the search)."""
         n = min(n, self.count())
         if n <= 0:
             return []
         got = self._col.query(
             query_embeddings=[np.asarray(vector, dtype=np.float32)],
             n_results=n,
-            include=["documents", "metadatas", "distances"],
+            include=["distances"],
         )
-        return [
-            (i, d, m, 1.0 - float(dist))
-            for i, d, m, dist in zip(got["ids"][0], got["documents"][0], got["metadatas"][0], got["distances"][0])
-        ]
+        return [(i, 1.0 - float(dist)) for i, dist in zip(got["ids"][0], got["distances"][0])]
 
 
 def passage_key(p: Passage) -> str:

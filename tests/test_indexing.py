@@ -173,3 +173,42 @@ def test_crash_during_ingest_is_repaired_by_the_next_run(settings, corpus, metho
     clean = ingest(settings.model_copy(update={"data_dir": settings.data_dir.parent / "clean"}), corpus, kb="t")
     assert report.chunks == clean.chunks
     assert ingest(settings, corpus, kb="t").embedded == 0
+
+
+def test_unchanged_reingest_reads_no_passage_text(settings, corpus, monkeypatch):
+    from assistant.store import VectorStore
+
+    ingest(settings, corpus, kb="t")
+
+    def no_text(self):
+        raise AssertionError("an unchanged corpus must not read every passage's text")
+
+    monkeypatch.setattr(VectorStore, "all_passages", no_text)
+    assert ingest(settings, corpus, kb="t").embedded == 0
+
+
+def test_lexical_index_follows_the_store_ids(settings, corpus):
+    from assistant.indexing import open_store, rebuild_lexical
+
+    ingest(settings, corpus, kb="t")
+    store = open_store(settings, "t", create=False)
+    before = rebuild_lexical(settings, "t", store)
+    gone = [i for i in store.ids() if i.startswith("notes.md::")]
+    assert gone and set(gone) <= set(before.ids)
+    store.delete_ids(gone)  # another writer removed passages behind the lexical index's back
+    after = rebuild_lexical(settings, "t", store)
+    assert not set(gone) & set(after.ids)
+    assert sorted(after.ids) == sorted(store.ids())
+
+
+def test_hnsw_search_ef_is_set_and_follows_the_settings(settings, corpus):
+    from assistant.indexing import open_store
+
+    ingest(settings.model_copy(update={"hnsw_search_ef": 50}), corpus, kb="t")
+    assert open_store(settings.model_copy(update={"hnsw_search_ef": 50}), "t", create=False).effective_search_ef == 50
+    # an existing collection opened with another value is brought in line, and keeps it
+    assert open_store(settings.model_copy(update={"hnsw_search_ef": 300}), "t", create=False).effective_search_ef == 300
+    from assistant.store import connect
+
+    assert connect(settings).get_collection("kb_t").configuration_json["hnsw"]["ef_search"] == 300
+    assert open_retriever(settings.model_copy(update={"hnsw_search_ef": 300}), "t").search("Brie")

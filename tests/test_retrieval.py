@@ -65,6 +65,10 @@ def test_server_mode_same_results(chroma_server, tmp_path):
     assert report.chunks > 0 and not report.skipped
     _check(settings)
     assert ingest(settings).embedded == 0
+    from assistant.indexing import open_store
+
+    assert open_store(settings).effective_search_ef == settings.hnsw_search_ef
+    assert open_store(settings.model_copy(update={"hnsw_search_ef": 200})).effective_search_ef == 200
 
 
 def test_dead_chroma_server_gives_a_clear_error(tmp_path):
