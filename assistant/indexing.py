@@ -218,7 +218,10 @@ def ingest(
         elif entry.get("stale"):
             store.delete_ids(entry["stale"])
 
-    rebuild_lexical(settings, kb, store)
+    wrote = report.embedded or report.removed or any(e.get("stale") for e in state.values())
+    # nothing written: the ids read above are the collection's, no need to read them again
+    current_ids = None if wrote else [pid for e in state.values() for pid in e["ids"]]
+    rebuild_lexical(settings, kb, store, ids=current_ids)
     report.chunks = store.count()
     report.seconds = time.perf_counter() - t0
     return report
@@ -240,15 +243,24 @@ def _flush(store: VectorStore, embedder, batch: list[tuple[Passage, dict]]) -> i
     return len(batch)
 
 
-def rebuild_lexical(settings: Settings, kb: str, store: VectorStore | None = None, force: bool = False) -> LexicalIndex:
-    """Rebuild the BM25 index from the store when it no longer matches (or is missing)."""
+def rebuild_lexical(
+    settings: Settings,
+    kb: str,
+    store: VectorStore | None = None,
+    force: bool = False,
+    ids: list[str] | None = None,
+) -> LexicalIndex:
+    """Rebuild the BM25 index from the store when it no longer matches (or is missing).
+
+    Whether it matches is decided on the passage ids alone (`ids` when the caller has just read them,
+    else an ids-only read); texts are read only to rebuild."""
     folder = lexical_dir(settings, kb)
     current = LexicalIndex.load(folder)
     store = store or open_store(settings, kb, create=False)
+    if current is not None and not force:
+        if current.fingerprint == fingerprint(ids if ids is not None else store.ids()):
+            return current
     rows = store.all_passages()
-    fp = fingerprint([r[0] for r in rows])
-    if current is not None and current.fingerprint == fp and not force:
-        return current
     index = LexicalIndex.build([r[0] for r in rows], [f"{r[2].get('title', '')}\n{r[1]}" for r in rows])
     index.save(folder)
     return index
