@@ -122,7 +122,9 @@ def compare(name: str, items, docs_dir: Path, our_settings, kb: str, work: Path)
     # ablations, to tell what makes the difference: our passages with one retriever only, and the
     # textbook pipeline given five chunks instead of four
     def ours_dense(q):
-        return [(m["source"], text) for _, text, m, _ in store.query(embedder.embed_query(q), 5)]
+        ids = [pid for pid, _ in store.query(embedder.embed_query(q), 5)]
+        got = store.get(ids)
+        return [(got[pid][1]["source"], got[pid][0]) for pid in ids if pid in got]
 
     def ours_lexical(q):
         ids = [pid for pid, _ in lexical.search(q, 5)]

@@ -42,8 +42,8 @@ def build_scale(n: int, work: Path) -> tuple[object, str, dict]:
         again = ingest(st, source_dir=folder / "docs", kb=kb)
         re = time.perf_counter() - t
     assert again.embedded == 0
-    # what the unchanged re-ingest reads: every passage's metadata (index state), then every passage's
-    # text and metadata (the lexical index's fingerprint). Reading the ids alone is the floor.
+    # what the unchanged re-ingest reads: every passage's metadata (index state); the lexical index's
+    # fingerprint reuses those ids. Reading the ids alone, or every passage's text, for reference.
     ids_s, all_s = _read_costs(st, kb)
     facts = {
         "paragraphs_written": written,
@@ -101,7 +101,7 @@ def exact_topk(matrix: np.ndarray, q: np.ndarray, k: int) -> tuple[np.ndarray, n
 
 
 def measure(st, kb: str, questions: list[str], vectors: list[np.ndarray], passes: int, real_embed,
-            investigate: bool = False) -> dict:
+            investigate: bool = False, ef_values=(100, 800)) -> dict:
     """Per query and interleaved: exact, dense (n=candidates and n=10), lexical, hybrid, and the real
     query embedding; several passes; recall@10 of dense vs exact (ties with the 10th score count)."""
     from assistant.indexing import lexical_dir, open_store
@@ -169,18 +169,24 @@ def measure(st, kb: str, questions: list[str], vectors: list[np.ndarray], passes
     out["dense_recall_at_10_with_candidates"] = round(float(np.mean(recall10_cand)), 4)
     out["dense_score_ratio_at_10"] = round(float(np.mean(score_ratio)), 4)
     out["passes"] = passes
+    out["hnsw_search_ef"] = store.effective_search_ef
     if investigate:
-        out["investigation"] = _investigate(st, kb, questions, vectors, matrix, ids, lexical, n_cand)
+        out["investigation"] = _investigate(st, kb, questions, vectors, matrix, ids, lexical, n_cand, ef_values)
     return out
 
 
-def _investigate(st, kb, questions, vectors, matrix, ids, lexical, n_cand, ef_values=(100, 200, 400, 800)) -> dict:
+def _investigate(st, kb, questions, vectors, matrix, ids, lexical, n_cand, ef_values=(100, 200, 400, 800, 1600)) -> dict:
     """Where the dense time goes and what recall costs, on the largest collection:
-    - Chroma returning ids and distances only (no documents, no metadata) for the candidates;
-    - exact top-k by numpy followed by fetching the rows it needs by id (the 5 shown, or all candidates);
-    - HNSW ef_search swept (Chroma's default is 100): recall@10 and latency of a top-10 query;
-    - a hybrid built on the exact dense ranking (numpy) instead of HNSW, same fusion, rows fetched for
-      the top-k only; and the HNSW hybrid the same way (ids and distances first, rows for the top-k)."""
+    - the dense query as it was before it asked for ids only (documents and metadata of all the
+      candidates), and fetching the 5 rows shown by id;
+    - a hybrid built on the exact dense ranking (numpy) instead of HNSW, same fusion (the floor);
+    - HNSW ef_search swept: each value in a fresh process (an index already loaded keeps the ef_search
+      it was loaded with), through the project's own settings (`hnsw_search_ef`): recall@10, dense and
+      hybrid latency."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from assistant.indexing import open_store
     from assistant.retrieval import rrf
     from assistant.store import connect
 
@@ -195,10 +201,10 @@ def _investigate(st, kb, questions, vectors, matrix, ids, lexical, n_cand, ef_va
         return value
 
     for q, v in zip(questions, vectors):
-        clock("chroma_ids_only", lambda: col.query(query_embeddings=[v], n_results=n_cand, include=["distances"]))
-        top = clock("exact_topk_candidates", lambda: exact_topk(matrix, v, n_cand)[0])
+        clock("dense_with_rows", lambda: col.query(query_embeddings=[v], n_results=n_cand,
+                                                   include=["documents", "metadatas", "distances"]))
+        top = exact_topk(matrix, v, n_cand)[0]
         clock("fetch_5_rows_by_id", lambda: col.get(ids=[ids[i] for i in top[:5]], include=["documents", "metadatas"]))
-        clock("fetch_candidate_rows_by_id", lambda: col.get(ids=[ids[i] for i in top], include=["documents", "metadatas"]))
 
         def exact_hybrid():
             dense_ids = [ids[i] for i in exact_topk(matrix, v, n_cand)[0]]
@@ -208,41 +214,56 @@ def _investigate(st, kb, questions, vectors, matrix, ids, lexical, n_cand, ef_va
 
         clock("hybrid_exact_dense", exact_hybrid)
 
-        # the same fusion with Chroma asked for ids and distances only, rows fetched for the top-k only
-        # (ef_search emulated by the number of results asked for, see below)
-        for ef in (100, 400, 800):
-            def ids_then_fetch(ef=ef):
-                got = col.query(query_embeddings=[v], n_results=max(ef, n_cand), include=["distances"])
-                fused = rrf([got["ids"][0][:n_cand], [pid for pid, _ in lexical.search(q, n_cand)]], st.rrf_k)
-                best = sorted(fused, key=lambda pid: -fused[pid])[: st.top_k]
-                return col.get(ids=best, include=["documents", "metadatas"])
-
-            clock(f"hybrid_ids_then_fetch_ef{ef}", ids_then_fetch)
-
-    # HNSW searches with ef = max(ef_search, n_results): asking for `ef` results and keeping the first
-    # 10 is the search a collection created with hnsw:search_ef = ef would run (changing the setting
-    # with collection.modify() only reaches an index loaded by a later process)
     sweep = {}
+    vecs = [np.asarray(v, dtype=np.float32) for v in vectors]
+    spawn = multiprocessing.get_context("spawn")
     for ef in ef_values:
-        times, rec, ratio = [], [], []
-        for v in vectors:
-            t = time.perf_counter()
-            got = col.query(query_embeddings=[v], n_results=max(ef, 10), include=["distances"])
-            times.append((time.perf_counter() - t) * 1000)
+        with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+            found, dense_ms, hybrid_ms = pool.submit(_sweep_child, st.model_copy(update={"hnsw_search_ef": ef}),
+                                                     kb, questions, vecs, n_cand).result()
+        rec, ratio = [], []
+        for v, got in zip(vecs, found):
             top, scores = exact_topk(matrix, v, 10)
             kth = scores[top[-1]] - 1e-6
-            found = got["ids"][0][:10]
-            rec.append(sum(1 for pid in found if scores[pos[pid]] >= kth) / len(top))
-            ratio.append(sum(scores[pos[pid]] for pid in found) / max(sum(scores[top]), 1e-9))
+            rec.append(sum(1 for pid in got if scores[pos[pid]] >= kth) / len(top))
+            ratio.append(sum(scores[pos[pid]] for pid in got) / max(float(scores[top].sum()), 1e-9))
         sweep[str(ef)] = {"recall_at_10": round(float(np.mean(rec)), 4),
                           "score_ratio_at_10": round(float(np.mean(ratio)), 4),
-                          "p50_ms": round(float(np.percentile(times, 50)), 3),
-                          "p95_ms": round(float(np.percentile(times, 95)), 3)}
+                          "dense_p50_ms": round(float(np.percentile(dense_ms, 50)), 3),
+                          "hybrid_p50_ms": round(float(np.percentile(hybrid_ms, 50)), 3),
+                          "hybrid_p95_ms": round(float(np.percentile(hybrid_ms, 95)), 3)}
+        log(f"  ef_search {ef}: recall@10 {sweep[str(ef)]['recall_at_10']}, hybrid p50 {sweep[str(ef)]['hybrid_p50_ms']} ms")
+    open_store(st, kb, create=False)  # put the collection's ef_search back to the run's setting
     out = {name: {"p50_ms": round(float(np.percentile(v, 50)), 3), "p95_ms": round(float(np.percentile(v, 95)), 3)}
            for name, v in lat.items()}
     out["ef_search_sweep"] = sweep
     out["matrix_mb"] = round(matrix.nbytes / 1e6, 1)
     return out
+
+
+def _sweep_child(st, kb, questions, vectors, n_cand):
+    """In a fresh process: open the knowledge base with the given hnsw_search_ef (the store applies it
+    before the index loads), then per query the dense top-10 ids, the dense query's and the hybrid's
+    latency (two passes, the second timed)."""
+    from assistant.indexing import open_store
+    from assistant.retrieval import open_retriever
+
+    store = open_store(st, kb, create=False)
+    retriever = open_retriever(st, kb)
+    found, dense_ms, hybrid_ms = [], [], []
+    for p in range(2):
+        for q, v in zip(questions, vectors):
+            t = time.perf_counter()
+            got = store.query(v, n_cand)
+            d = (time.perf_counter() - t) * 1000
+            t = time.perf_counter()
+            retriever.search(q, k=st.top_k, query_vector=v)
+            h = (time.perf_counter() - t) * 1000
+            if p == 1:
+                dense_ms.append(d)
+                hybrid_ms.append(h)
+                found.append([pid for pid, _ in store.query(v, 10)])
+    return found, dense_ms, hybrid_ms
 
 
 def run(cfg: dict, work: Path, piaf_data: Path | None, piaf_questions_list: list[str] | None) -> dict:
@@ -273,7 +294,8 @@ def run(cfg: dict, work: Path, piaf_data: Path | None, piaf_questions_list: list
     for n in cfg["scales"]:
         log(f"part 3: scale {n} passages (hashing vectors), {len(questions)} queries x {cfg['passes']} passes")
         st, kb, facts = build_scale(n, work)
-        r = measure(st, kb, questions, hvecs, cfg["passes"], real_embed, investigate=(n == max(cfg["scales"])))
+        r = measure(st, kb, questions, hvecs, cfg["passes"], real_embed, investigate=(n == max(cfg["scales"])),
+                    ef_values=cfg.get("ef_sweep", (100, 800)))
         r["build"] = facts
         r["vectors"] = facts["vectors"]
         results["scales"][str(n)] = r

@@ -38,7 +38,7 @@ MODES = {
         "piaf_articles": 40, "reps": 3,
         "tune_passages": 24, "tune_batches": [1, 8, 32], "tune_queries": 20, "tune_reps": 2,
         "tune_variants": TUNE_VARIANTS,
-        "scales": [1_000, 10_000, 100_000], "queries": 200, "passes": 3,
+        "scales": [1_000, 10_000, 100_000], "queries": 200, "passes": 3, "ef_sweep": [100, 200, 400, 800, 1600],
         "answer_questions": None, "answer_passes": 2, "cold_reps": 3, "app_cold_start": True,
         "gold_questions": None, "piaf_questions": 300,
     },
@@ -46,7 +46,7 @@ MODES = {
         "piaf_articles": 6, "reps": 2,
         "tune_passages": 8, "tune_batches": [1, 8], "tune_queries": 5, "tune_reps": 1,
         "tune_variants": [TUNE_VARIANTS[0], TUNE_VARIANTS[2]],
-        "scales": [1_000], "queries": 50, "passes": 2,
+        "scales": [1_000], "queries": 50, "passes": 2, "ef_sweep": [100, 800],
         "answer_questions": 12, "answer_passes": 1, "cold_reps": 1, "app_cold_start": True,
         "gold_questions": None, "piaf_questions": 60,
     },
@@ -54,7 +54,7 @@ MODES = {
         "piaf_articles": 1, "reps": 1,
         "tune_passages": 2, "tune_batches": [1, 2], "tune_queries": 2, "tune_reps": 1,
         "tune_variants": [TUNE_VARIANTS[0]],
-        "scales": [300], "queries": 5, "passes": 1,
+        "scales": [300], "queries": 5, "passes": 1, "ef_sweep": [100],
         "answer_questions": 2, "answer_passes": 1, "cold_reps": 1, "app_cold_start": False,
         "gold_questions": 5, "piaf_questions": 5,
     },
@@ -227,11 +227,13 @@ def render_table(r: dict) -> str:
         inv = s.get("investigation")
         if inv:
             sweep = inv["ef_search_sweep"]
-            rows.append((f"3 why @ {s['passages']}: HNSW alone (ids only) / rows fetched",
-                         f"HNSW {inv['chroma_ids_only']['p50_ms']:.2f} ms; hybrid ids→fetch top-5 "
-                         + " / ".join(f"ef{ef} {inv[f'hybrid_ids_then_fetch_ef{ef}']['p50_ms']:.1f}" for ef in (100, 400, 800)) + " ms",
-                         f"hybrid on exact numpy {inv['hybrid_exact_dense']['p50_ms']:.1f} ms",
-                         "recall@10 by ef_search " + " / ".join(f"{ef}: {v['recall_at_10']:.3f}" for ef, v in sweep.items())))
+            rows.append((f"3 why @ {s['passages']}: dense with rows / ids + 5 rows",
+                         f"dense asking rows {inv['dense_with_rows']['p50_ms']:.1f} ms; 5 rows by id {inv['fetch_5_rows_by_id']['p50_ms']:.1f} ms",
+                         f"hybrid on exact numpy {inv['hybrid_exact_dense']['p50_ms']:.1f} ms", ""))
+            rows.append((f"3 ef_search sweep @ {s['passages']} (fresh process each)",
+                         " / ".join(f"{ef}: {v['recall_at_10']:.3f}" for ef, v in sweep.items()),
+                         "hybrid p50 " + " / ".join(f"{v['hybrid_p50_ms']:.1f}" for v in sweep.values()) + " ms",
+                         f"in force: {s.get('hnsw_search_ef')}"))
     if ret.get("met"):
         rows.append(("3 targets", f"hybrid p50 ≤ 20 ms @ 100k: {_met(ret['met']['hybrid_p50_at_largest'])}", "",
                      f"recall@10 ≥ 0.95: {_met(ret['met']['dense_recall_at_10'])}"))
