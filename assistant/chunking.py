@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from assistant.config import Settings
 from assistant.models import Document, Passage
 from assistant.sentences import sentence_spans
 
@@ -50,7 +51,11 @@ def chunk_id(source: str, index: int, text: str) -> str:
     return f"{index:04d}-{digest}"
 
 
-def chunk_document(doc: Document, max_chars: int = 600, overlap_sentences: int = 1) -> list[Passage]:
+def chunk_document(
+    doc: Document,
+    max_chars: int = Settings.model_fields["chunk_chars"].default,
+    overlap_sentences: int = Settings.model_fields["chunk_overlap_sentences"].default,
+) -> list[Passage]:
     """Pack whole sentences into passages of at most ~max_chars, breaking at paragraphs when possible.
 
     Consecutive passages share `overlap_sentences` sentences so that a fact cut at a boundary is

@@ -51,7 +51,9 @@ class Settings(BaseSettings):
     embedding_batch: int = Field(32, validation_alias=_env("ASSISTANT_EMBEDDING_BATCH"))
 
     # --- chunking
-    chunk_chars: int = Field(600, validation_alias=_env("ASSISTANT_CHUNK_CHARS"))
+    # 800 rather than 600: same gold-set accuracy, PIAF answer text in the top 5 0.903 → 0.943, and
+    # 27 % fewer passages to embed (benchmarks/README.md)
+    chunk_chars: int = Field(800, ge=100, validation_alias=_env("ASSISTANT_CHUNK_CHARS"))
     chunk_overlap_sentences: int = Field(1, validation_alias=_env("ASSISTANT_CHUNK_OVERLAP"))
 
     # --- retrieval

@@ -114,12 +114,15 @@ def _index_state(store: VectorStore) -> dict[str, dict]:
 
 
 def _complete(entry: dict, version: tuple[str, str]) -> bool:
-    """All passages come from this version of the document (file hash, metadata hash) and none is missing."""
+    """All passages come from this version of the document (file hash, metadata + chunking hash) and none is missing."""
     return entry["hashes"] == {version} and len(entry["ids"]) == entry["n"]
 
 
-def _meta_hash(meta: dict | None) -> str:
-    return hashlib.sha256(json.dumps(meta or {}, sort_keys=True).encode()).hexdigest()[:16]
+def _meta_hash(meta: dict | None, settings: Settings) -> str:
+    """Everything besides the file's bytes that shapes its passages: its metadata (title…) and the
+    chunking settings. A change of either re-indexes the document on the next ingest."""
+    shape = {"metadata": meta or {}, "chunking": [settings.chunk_chars, settings.chunk_overlap_sentences]}
+    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _scan(folder: Path) -> tuple[list[tuple[Path, str]], list[tuple[str, str]]]:
@@ -173,7 +176,7 @@ def ingest(
     for path, digest in files:
         name = path.relative_to(folder).as_posix()
         entry = state.get(name)
-        if entry and _complete(entry, (digest, _meta_hash(metadata.get(name)))):
+        if entry and _complete(entry, (digest, _meta_hash(metadata.get(name), settings))):
             report.unchanged.append(name)
             continue
         try:
@@ -194,7 +197,7 @@ def ingest(
             "n_chunks": len(passages),
             "size": doc.size,
             "indexed_at": stamp,
-            "meta_hash": _meta_hash(metadata.get(doc.source)),
+            "meta_hash": _meta_hash(metadata.get(doc.source), settings),
             **_doc_meta(doc),
         }
         batch.extend((p, extra) for p in passages)

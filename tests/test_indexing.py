@@ -212,3 +212,12 @@ def test_hnsw_search_ef_is_set_and_follows_the_settings(settings, corpus):
 
     assert connect(settings).get_collection("kb_t").configuration_json["hnsw"]["ef_search"] == 300
     assert open_retriever(settings.model_copy(update={"hnsw_search_ef": 300}), "t").search("Brie")
+
+
+def test_changing_the_chunk_size_rechunks_on_the_next_ingest(settings, corpus):
+    small = ingest(settings.model_copy(update={"chunk_chars": 300}), corpus, kb="t")
+    bigger = settings.model_copy(update={"chunk_chars": 900})
+    report = ingest(bigger, corpus, kb="t")
+    assert sorted(report.updated) == sorted(small.added) and report.embedded == report.chunks
+    assert report.chunks < small.chunks
+    assert ingest(bigger, corpus, kb="t").embedded == 0
