@@ -221,3 +221,9 @@ def test_changing_the_chunk_size_rechunks_on_the_next_ingest(settings, corpus):
     assert sorted(report.updated) == sorted(small.added) and report.embedded == report.chunks
     assert report.chunks < small.chunks
     assert ingest(bigger, corpus, kb="t").embedded == 0
+
+
+def test_empty_knowledge_base_searches_to_nothing(settings, tmp_path):
+    (tmp_path / "nothing").mkdir()
+    assert ingest(settings, tmp_path / "nothing", kb="t").chunks == 0
+    assert open_retriever(settings, "t").search("fromage") == []
