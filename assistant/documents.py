@@ -54,11 +54,31 @@ def _hidden(rel: Path) -> bool:
     return any(part.startswith(".") for part in rel.parts)
 
 
-def _is_candidate(rel: Path) -> bool:
-    """Not hidden, not metadata, not a README-like file, not an editor/Office temporary file."""
+def _is_junk(rel: Path) -> bool:
+    """Hidden, metadata, editor/Office temporary or OS files: never documents, never reported."""
     name = rel.name.lower()
-    junk = name in _IGNORED_NAMES or name.endswith(SIDECAR_SUFFIX) or name.startswith("~$") or name.endswith("~")
-    return not (junk or _hidden(rel) or name.split(".", 1)[0] in _IGNORED_STEMS)
+    return (
+        name in _IGNORED_NAMES
+        or name.endswith(SIDECAR_SUFFIX)
+        or name.startswith("~$")
+        or name.endswith("~")
+        or _hidden(rel)
+    )
+
+
+def is_readme_like(rel: Path) -> bool:
+    """README, LICENSE, CHANGELOG… describe a folder, they are not sources: set aside (and reported)."""
+    return rel.name.lower().split(".", 1)[0] in _IGNORED_STEMS
+
+
+def _walk(root: Path) -> list[Path]:
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        return []
+    found = [p for p in root.rglob("*") if p.is_file() and not _is_junk(p.relative_to(root))]
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
 def iter_files(root: Path) -> list[Path]:
@@ -66,10 +86,15 @@ def iter_files(root: Path) -> list[Path]:
     root = Path(root)
     if root.is_file():
         return [root]
+    return [p for p in _walk(root) if not is_readme_like(p.relative_to(root))]
+
+
+def set_aside_files(root: Path) -> list[Path]:
+    """The README-like files under `root` that `iter_files` leaves out, so ingest can say so."""
+    root = Path(root)
     if not root.is_dir():
         return []
-    found = [p for p in root.rglob("*") if p.is_file() and _is_candidate(p.relative_to(root))]
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+    return [p for p in _walk(root) if is_readme_like(p.relative_to(root))]
 
 
 def _read_json(path: Path) -> dict | None:

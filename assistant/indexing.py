@@ -143,6 +143,8 @@ def _scan(folder: Path) -> tuple[list[tuple[Path, str]], list[tuple[str, str]]]:
             continue
         seen[digest] = name
         keep.append((path, digest))
+    for path in documents.set_aside_files(folder):
+        skipped.append((path.relative_to(folder).as_posix(), "README/licence-like name, not indexed (rename it to index it)"))
     return keep, skipped
 
 

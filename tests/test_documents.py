@@ -14,6 +14,7 @@ from assistant.documents import (
     UnsupportedDocument,
     file_hash,
     iter_files,
+    set_aside_files,
     load,
     load_metadata,
 )
@@ -280,3 +281,4 @@ def test_iter_files_skips_hidden_sidecars_and_readme(tmp_path: Path):
     found = [p.relative_to(tmp_path).as_posix() for p in iter_files(tmp_path)]
     assert found == ["a.md", "b.txt", "sub/c.pdf", "tool.exe"]
     assert iter_files(tmp_path / "missing") == []
+    assert [p.name for p in set_aside_files(tmp_path)] == ["README.md"]

@@ -85,10 +85,12 @@ def test_bad_files_are_reported_and_skipped(settings, corpus):
     (corpus / "fake.pdf").write_bytes(b"this is not a pdf")
     (corpus / "program.exe").write_bytes(b"MZ\x90\x00")
     (corpus / "latin1.txt").write_bytes("Le café de la gare est fermé.".encode("cp1252"))
+    (corpus / "README.md").write_text("# Ce dossier\n\nLes articles du sommet.\n", encoding="utf-8")
     report = ingest(settings, corpus, kb="t")
     reasons = dict(report.skipped)
-    assert set(reasons) == {"empty.txt", "binary.txt", "fake.pdf", "program.exe"}
+    assert set(reasons) == {"empty.txt", "binary.txt", "fake.pdf", "program.exe", "README.md"}
     assert "unsupported" in reasons["program.exe"] and "empty" in reasons["empty.txt"]
+    assert "rename it" in reasons["README.md"] and "README.md" not in _sources(settings)
     assert "latin1.txt" in report.added
     assert any("café" in p.text for p in open_retriever(settings, "t").search("café gare"))
 
