@@ -6,7 +6,6 @@ import html
 import re
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
 from assistant.models import Answer, Citation
@@ -156,6 +155,8 @@ def render_details(answer: Answer, key: str = "") -> None:
     ]
     st.caption(f"{len(rows)} passages retrieved. fused = reciprocal rank fusion, dense = cosine similarity, "
                "BM25 = lexical score.")
+    import pandas as pd  # here, not at the top: it would cost the chat page ~0.3 s before its input shows
+
     st.dataframe(
         pd.DataFrame(rows), hide_index=True, width="stretch", placeholder="–",
         column_order=["#", "cited", "fused", "dense", "BM25", "passage"],

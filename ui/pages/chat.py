@@ -22,16 +22,23 @@ st.title("Chat")
 st.caption(f"Answers come only from the documents of the knowledge base **{settings.kb}**; "
            "every sentence cites its source.")
 
+notices = st.container()
+# the input is drawn before the assistant is loaded (the first load imports the chain: ~1 s), so that
+# on a cold start the page is usable at once and the load overlaps with the user's typing
+question = st.chat_input("Ask a question about the documents…", max_chars=settings.max_question_chars)
+question = question if question is not None else st.session_state.pop("pending_question", None)
+
 try:
     assistant, load_error = state.get_assistant(settings), None
 except Exception as exc:  # the chain builds lazily, but a set-up failure must still read well
     assistant, load_error = None, state.short_error(exc)
-if load_error:
-    st.error(f"The assistant is not available: {load_error}", icon=":material/error:")
-known = st.session_state.get(state.KBS_KEY)
-if known is not None and settings.kb not in known:
-    st.info(f"Knowledge base **{settings.kb}** has no documents yet.", icon=":material/info:")
-    st.page_link("pages/library.py", label="Add documents on the Library page", icon=":material/library_books:")
+with notices:
+    if load_error:
+        st.error(f"The assistant is not available: {load_error}", icon=":material/error:")
+    known = st.session_state.get(state.KBS_KEY)
+    if known is not None and settings.kb not in known:
+        st.info(f"Knowledge base **{settings.kb}** has no documents yet.", icon=":material/info:")
+        st.page_link("pages/library.py", label="Add documents on the Library page", icon=":material/library_books:")
 
 
 def _text_chunks(stream: Iterator, holder: dict) -> Iterator[str]:
@@ -84,9 +91,6 @@ def show_entry(i: int, entry: dict) -> None:
         else:
             render.render_answer(entry["answer"], reader, key=f"a{i}")
 
-
-question = st.chat_input("Ask a question about the documents…", max_chars=settings.max_question_chars)
-question = question if question is not None else st.session_state.pop("pending_question", None)
 
 if not chat and question is None and not load_error:
     with st.chat_message("assistant"):
