@@ -7,6 +7,7 @@ refused with a message that tells how to rebuild.
 """
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any, Iterable, Sequence
 
@@ -15,6 +16,7 @@ import numpy as np
 from assistant.config import Settings
 from assistant.models import Passage
 
+log = logging.getLogger(__name__)
 KB_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,48}[a-z0-9]$|^[a-z0-9]$")
 _PREFIX = "kb_"
 _BATCH = 1000
@@ -112,8 +114,9 @@ class VectorStore:
             return
         try:
             self._col.modify(configuration={"hnsw": {"ef_search": self.search_ef}})
-        except Exception as exc:
-            raise StoreError(f"cannot set ef_search on knowledge base {self.kb!r}: {_short(exc)}") from exc
+        except Exception as exc:  # e.g. a read-only store: searching still works, with the old breadth
+            log.warning("knowledge base %r keeps ef_search=%s (cannot set %s: %s)",
+                        self.kb, self.effective_search_ef, self.search_ef, _short(exc))
 
     @property
     def effective_search_ef(self) -> int | None:
