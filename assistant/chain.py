@@ -38,6 +38,7 @@ class Assistant:
         self.kb = kb or settings.kb
         self._generator = None
         self._retriever = None
+        self._warm = False
         self._prepare = (
             RunnableLambda(self._validate, name="validate")
             | RunnableLambda(self._rewrite, name="rewrite")
@@ -74,6 +75,19 @@ class Assistant:
 
             self._retriever = open_retriever(self.settings, self.kb)
         return self._retriever
+
+    def warm_up(self) -> bool:
+        """Load what the first question needs (the index, the BM25 index, the embedding model) by
+        running one search, without generating anything. For the UI to call while the user types.
+        Returns False when the knowledge base cannot be searched (the question will say why)."""
+        if self._warm:
+            return True
+        try:
+            self.retriever.search("warm-up", k=1)
+        except Exception:
+            return False
+        self._warm = True
+        return True
 
     # --- public API
     def ask(self, question: str, history: Sequence[Turn] = ()) -> Answer:

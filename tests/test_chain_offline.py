@@ -178,3 +178,10 @@ def test_injected_document_does_not_change_the_answer(indexed_settings, tmp_path
     assert "PWNED" not in injected.text  # …and changed nothing
     assert injected.text == clean.text
     assert {c.source for c in injected.citations} == {SUMMIT, VANCE}
+
+
+def test_warm_up_loads_the_index_without_answering(indexed_settings, make_settings):
+    fresh = Assistant(indexed_settings)
+    assert fresh.warm_up() is True
+    assert fresh._retriever is not None and fresh._generator is None  # searched, generated nothing
+    assert Assistant(make_settings(), kb="never-indexed").warm_up() is False  # says no, raises nothing

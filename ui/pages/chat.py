@@ -137,3 +137,8 @@ with st.sidebar:
         label = entry["question"] if len(entry["question"]) <= 40 else entry["question"][:39] + "…"
         with st.expander(f"#{i} · {label}", expanded=i == len(chat)):
             render.render_details(entry["answer"], key=str(i))
+
+# last, once the page is drawn: load the index and the embedding model while the user types, so that
+# the first answer of a fresh server does not wait for them
+if assistant is not None and question is None:
+    assistant.warm_up()
