@@ -72,9 +72,7 @@ def is_readme_like(rel: Path) -> bool:
 
 
 def _walk(root: Path) -> list[Path]:
-    root = Path(root)
-    if root.is_file():
-        return [root]
+    """Every non-junk file under the folder `root`, sorted (empty when it is not a folder)."""
     if not root.is_dir():
         return []
     found = [p for p in root.rglob("*") if p.is_file() and not _is_junk(p.relative_to(root))]
@@ -92,8 +90,6 @@ def iter_files(root: Path) -> list[Path]:
 def set_aside_files(root: Path) -> list[Path]:
     """The README-like files under `root` that `iter_files` leaves out, so ingest can say so."""
     root = Path(root)
-    if not root.is_dir():
-        return []
     return [p for p in _walk(root) if is_readme_like(p.relative_to(root))]
 
 

@@ -144,31 +144,26 @@ class VectorStore:
     def count(self) -> int:
         return self._col.count()
 
+    def _pages(self, include: list[str]):
+        """Every passage, read in pages of 5,000: Chroma's `get` results, one page at a time."""
+        for offset in range(0, self._col.count(), _BATCH * 5):
+            yield self._col.get(include=include, limit=_BATCH * 5, offset=offset)
+
     def all_metadata(self) -> list[tuple[str, dict]]:
-        """(id, metadata) of every passage, read in pages."""
-        out: list[tuple[str, dict]] = []
-        total = self._col.count()
-        for offset in range(0, total, _BATCH * 5):
-            got = self._col.get(include=["metadatas"], limit=_BATCH * 5, offset=offset)
-            out.extend(zip(got["ids"], got["metadatas"]))
-        return out
+        """(id, metadata) of every passage."""
+        return [row for got in self._pages(["metadatas"]) for row in zip(got["ids"], got["metadatas"])]
 
     def ids(self) -> list[str]:
         """The id of every passage (no text, no metadata: cheap even at 100k passages)."""
-        out: list[str] = []
-        total = self._col.count()
-        for offset in range(0, total, _BATCH * 5):
-            out.extend(self._col.get(include=[], limit=_BATCH * 5, offset=offset)["ids"])
-        return out
+        return [pid for got in self._pages([]) for pid in got["ids"]]
 
     def all_passages(self) -> list[tuple[str, str, dict]]:
         """(id, text, metadata) of every passage — for building the lexical index."""
-        out: list[tuple[str, str, dict]] = []
-        total = self._col.count()
-        for offset in range(0, total, _BATCH * 5):
-            got = self._col.get(include=["documents", "metadatas"], limit=_BATCH * 5, offset=offset)
-            out.extend(zip(got["ids"], got["documents"], got["metadatas"]))
-        return out
+        return [
+            row
+            for got in self._pages(["documents", "metadatas"])
+            for row in zip(got["ids"], got["documents"], got["metadatas"])
+        ]
 
     def get(self, ids: Sequence[str]) -> dict[str, tuple[str, dict]]:
         if not ids:
