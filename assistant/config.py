@@ -77,8 +77,12 @@ class Settings(BaseSettings):
 
     # --- guards
     max_question_chars: int = Field(2000, validation_alias=_env("ASSISTANT_MAX_QUESTION_CHARS"))
-    max_document_mb: float = Field(50.0, validation_alias=_env("ASSISTANT_MAX_DOCUMENT_MB"))
-    max_upload_mb: float = Field(20.0, validation_alias=_env("ASSISTANT_MAX_UPLOAD_MB"))
+    # sizes in MB = 10^6 bytes, the unit of every message and of Streamlit's uploader
+    max_document_mb: float = Field(50.0, gt=0, validation_alias=_env("ASSISTANT_MAX_DOCUMENT_MB"))
+    max_upload_mb: float = Field(20.0, gt=0, validation_alias=_env("ASSISTANT_MAX_UPLOAD_MB"))
+    # a document chunked into more passages is skipped before anything is embedded (embedding costs
+    # ~0.2-0.3 s a passage on two cores); the largest seed document has 6 passages, the largest PIAF article 36
+    max_document_passages: int = Field(2000, ge=1, validation_alias=_env("ASSISTANT_MAX_DOCUMENT_PASSAGES"))
     support_threshold: float = Field(0.5, validation_alias=_env("ASSISTANT_SUPPORT_THRESHOLD"))
 
     @classmethod

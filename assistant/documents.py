@@ -5,11 +5,15 @@ file as skipped instead of crashing. `Document.text` is final: later offsets ind
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import json
 import logging
+import os
 import re
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +45,30 @@ class UnsupportedDocument(Exception):
 
 # --- files and metadata
 
+MB = 1_000_000  # sizes are in megabytes (10^6 bytes) everywhere: settings, messages, Streamlit's uploader
+
+
+def megabytes(size: int) -> str:
+    """A byte count for messages, in the one unit used everywhere (MB = 10^6 bytes): "52.43 MB", "50 MB"."""
+    value = size / MB
+    text = f"{value:,.2f}".rstrip("0").rstrip(".") if value >= 1 else f"{value:.2g}"
+    return f"{text} MB"
+
+
+def _open_regular(path: Path):
+    """Open a regular file for reading without following a symbolic link at its last component."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    fh = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+        fh.close()
+        raise IsADirectoryError(errno.EISDIR, "not a regular file", str(path))
+    return fh
+
+
 def file_hash(path: Path) -> str:
-    """sha256 hex digest of the file's bytes."""
+    """sha256 hex digest of the file's bytes (never read through a symbolic link)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with _open_regular(path) as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -71,31 +95,109 @@ def is_readme_like(rel: Path) -> bool:
     return rel.name.lower().split(".", 1)[0] in _IGNORED_STEMS
 
 
-def _walk(root: Path) -> list[Path]:
-    """Every non-junk file under the folder `root`, sorted (empty when it is not a folder)."""
+def inside(path: Path, root: Path) -> bool:
+    """Whether the real path of `path` (symbolic links and `..` resolved) is within the real `root`."""
+    try:
+        return Path(path).resolve().is_relative_to(Path(root).resolve())
+    except (OSError, RuntimeError):  # a symbolic-link loop
+        return False
+
+
+def _link_reason(path: Path, real_root: Path) -> str:
+    """Why a symbolic link met in a folder is not read, in a few words."""
+    try:
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError):  # dangling, or a loop (RuntimeError before Python 3.13)
+        return "broken or looping symbolic link: not followed"
+    kind = "folder" if target.is_dir() else "file"
+    if not target.is_relative_to(real_root):
+        return f"symbolic link to a {kind} outside the folder: not read"
+    rel = target.relative_to(real_root).as_posix()
+    return f"symbolic link to the {kind} {rel} of this folder: links are not followed (the {kind} counts under its own name)"
+
+
+def _entries(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
+    """(regular files, symbolic links, other entries) under `root`, hidden ones left out, links never followed."""
+    files, links, other = [], [], []
+    pending = [Path(root)]
+    while pending:
+        folder = pending.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = list(listing)
+        except OSError as exc:
+            log.warning("cannot list %s: %s", folder, exc)
+            continue
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.name.startswith("."):
+                continue
+            if entry.is_symlink():
+                links.append(path)
+            elif entry.is_dir(follow_symlinks=False):
+                pending.append(path)
+            elif entry.is_file(follow_symlinks=False):
+                files.append(path)
+            else:  # socket, FIFO, device: reading one could block or never end
+                other.append(path)
+    return files, links, other
+
+
+@dataclass
+class FolderScan:
+    """What a folder holds for the indexer: candidate documents, README-like files, and entries refused."""
+
+    files: list[Path] = field(default_factory=list)  # candidate documents (any type), sorted
+    set_aside: list[Path] = field(default_factory=list)  # README, LICENSE…: not sources
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (relative name, reason): links, special files
+
+
+def scan_folder(root: Path) -> FolderScan:
+    """Every non-junk entry under the folder `root`. A file is a candidate only when it is a regular file
+    whose real path is inside `root`: symbolic links (to files or folders, inside or outside, broken or
+    looping) are never followed and are listed in `refused` with the reason."""
+    root = Path(root)
+    scan = FolderScan()
     if not root.is_dir():
-        return []
-    found = [p for p in root.rglob("*") if p.is_file() and not _is_junk(p.relative_to(root))]
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+        return scan
+    real_root = root.resolve()
+    files, links, other = _entries(root)
+
+    def rel(path: Path) -> Path:
+        return path.relative_to(root)
+
+    for path in sorted(files, key=lambda p: rel(p).as_posix()):
+        if _is_junk(rel(path)):
+            continue
+        (scan.set_aside if is_readme_like(rel(path)) else scan.files).append(path)
+    for path in links:
+        if not _is_junk(rel(path)):
+            scan.refused.append((rel(path).as_posix(), _link_reason(path, real_root)))
+    for path in other:
+        if not _is_junk(rel(path)):
+            scan.refused.append((rel(path).as_posix(), "not a regular file (socket, pipe or device): not read"))
+    scan.refused.sort()
+    return scan
 
 
 def iter_files(root: Path) -> list[Path]:
-    """Candidate documents under `root` (any type, so ingest can report the unsupported ones), sorted."""
+    """Candidate documents under `root` (any type, so ingest can report the unsupported ones), sorted;
+    never a symbolic link (see `scan_folder`)."""
     root = Path(root)
-    if root.is_file():
+    if root.is_file() and not root.is_symlink():
         return [root]
-    return [p for p in _walk(root) if not is_readme_like(p.relative_to(root))]
+    return scan_folder(root).files
 
 
 def set_aside_files(root: Path) -> list[Path]:
     """The README-like files under `root` that `iter_files` leaves out, so ingest can say so."""
-    root = Path(root)
-    return [p for p in _walk(root) if is_readme_like(p.relative_to(root))]
+    return scan_folder(Path(root)).set_aside
 
 
 def _read_json(path: Path) -> dict | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
+        with _open_regular(path) as fh:  # a metadata file that is a symbolic link is not read
+            data = json.loads(fh.read().decode("utf-8-sig"))
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         return data
@@ -108,16 +210,18 @@ def load_metadata(root: Path) -> dict[str, dict]:
     """Source name -> metadata, from `root/_metadata.json` and `<file>.meta.json` sidecars (sidecar wins)."""
     root = Path(root)
     result: dict[str, dict] = {}
-    manifest = _read_json(root / MANIFEST_NAME) if (root / MANIFEST_NAME).is_file() else None
+    manifest_path = root / MANIFEST_NAME
+    manifest = _read_json(manifest_path) if manifest_path.is_file() and not manifest_path.is_symlink() else None
     for name, entry in (manifest or {}).items():
         if isinstance(entry, dict):
             result[str(name)] = dict(entry)
         else:
             log.warning("ignoring metadata for %s in %s: not an object", name, MANIFEST_NAME)
-    sidecars = root.rglob(f"*{SIDECAR_SUFFIX}") if root.is_dir() else []
+    files = _entries(root)[0] if root.is_dir() else []
+    sidecars = [p for p in files if p.name.endswith(SIDECAR_SUFFIX)]
     for sidecar in sorted(sidecars):
         rel = sidecar.relative_to(root)
-        entry = None if _hidden(rel) else _read_json(sidecar)
+        entry = _read_json(sidecar)
         if entry is not None:
             source = rel.as_posix()[: -len(SIDECAR_SUFFIX)]
             result[source] = {**result.get(source, {}), **entry}
@@ -277,7 +381,7 @@ def title_from_text(text: str, markdown: bool = False) -> str | None:
 
 
 def load(
-    path: Path, root: Path | None = None, metadata: dict | None = None, max_bytes: int | None = 50_000_000
+    path: Path, root: Path | None = None, metadata: dict | None = None, max_bytes: int | None = 50 * MB
 ) -> Document:
     """Read one file into a `Document`; raises `UnsupportedDocument` (never a library error)."""
     path = Path(path)
@@ -286,11 +390,18 @@ def load(
     extractor = _EXTRACTORS.get(suffix)
     if extractor is None:
         raise UnsupportedDocument(source, f"unsupported type {suffix or '(no extension)'}")
+    if path.is_symlink():
+        raise UnsupportedDocument(source, "symbolic link: not followed")
+    if root is not None and not inside(path, root):
+        raise UnsupportedDocument(source, "outside the folder being indexed: not read")
     try:
-        size = path.stat().st_size
-        if max_bytes is not None and size > max_bytes:
-            raise UnsupportedDocument(source, f"too large ({size / 1e6:.1f} MB > {max_bytes / 1e6:.1f} MB limit)")
-        data = path.read_bytes()
+        with _open_regular(path) as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if max_bytes is not None and size > max_bytes:
+                raise UnsupportedDocument(
+                    source, f"too large ({megabytes(size)} > {megabytes(max_bytes)} limit)"
+                )
+            data = fh.read()
     except OSError as exc:
         raise UnsupportedDocument(source, f"unreadable file: {exc.strerror or _short(exc)}") from exc
     if not data:

@@ -37,6 +37,7 @@ class IngestReport:
     removed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    folders: list[str] = field(default_factory=list)  # every folder indexed: source_dir, then the uploads folder
     chunks: int = 0  # passages in the knowledge base after the run
     embedded: int = 0  # passages embedded during the run
     seconds: float = 0.0
@@ -71,6 +72,53 @@ def source_dir_of(settings: Settings, kb: str | None = None) -> Path:
     except (OSError, ValueError, KeyError):
         pass
     return settings.knowledge_dir if kb == "default" else settings.kb_dir(kb) / "documents"
+
+
+def upload_dir_of(settings: Settings, kb: str | None = None) -> Path:
+    """Where the Library page writes uploads. For `default`, a folder in the data directory: the shipped
+    knowledge/ folder is never written (the checkout stays clean); for the others, their documents folder."""
+    kb = check_kb_name(kb or settings.kb)
+    return settings.kb_dir(kb) / "uploads" if kb == "default" else source_dir_of(settings, kb)
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
+
+
+def kb_folders(settings: Settings, kb: str | None = None, source_dir: Path | None = None) -> list[Path]:
+    """The folders a knowledge base indexes, first one first: its documents folder (`source_dir` when
+    given), then its uploads folder when that is another folder. A name found in both is the first's."""
+    main = Path(source_dir) if source_dir else source_dir_of(settings, kb)
+    uploads = upload_dir_of(settings, kb)
+    return [main] if _same_folder(main, uploads) else [main, uploads]
+
+
+def read_only_dirs(settings: Settings, kb: str | None = None) -> list[Path]:
+    """Folders of a knowledge base whose files the app never writes nor deletes (knowledge/ for `default`)."""
+    return kb_folders(settings, kb)[:-1]
+
+
+def document_file(settings: Settings, kb: str | None, source: str) -> tuple[Path, Path] | None:
+    """(path, folder) of a document's file, looked up as ingest does (first folder first), or None. Never a
+    symbolic link nor a path outside the folder (`source` comes from the index: it is not trusted)."""
+    for folder in kb_folders(settings, kb):
+        path = folder / source
+        if path.is_file() and not path.is_symlink() and documents.inside(path, folder):
+            return path, folder
+    return None
+
+
+class ReadOnlyDocument(StoreError):
+    """A document of a folder the app never modifies (the shipped knowledge/ of `default`)."""
+
+
+def delete_refusal(settings: Settings, source: str, kb: str | None = None) -> str | None:
+    """Why the app will not delete this document's file, or None when it may."""
+    found = document_file(settings, kb, source)
+    if found and any(_same_folder(found[1], ro) for ro in read_only_dirs(settings, kb)):
+        return (f"{source} is shipped with the application in {found[1]}: it is read-only here "
+                "(only uploaded documents can be deleted)")
+    return None
 
 
 def _remember_source_dir(settings: Settings, kb: str, folder: Path) -> None:
@@ -125,27 +173,56 @@ def _meta_hash(meta: dict | None, settings: Settings) -> str:
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _scan(folder: Path) -> tuple[list[tuple[Path, str]], list[tuple[str, str]]]:
-    """(path, hash) of the files to index, de-duplicated by content, and the files skipped."""
-    keep, skipped, seen = [], [], {}
-    for path in documents.iter_files(folder):
-        name = path.relative_to(folder).as_posix()
-        if path.suffix.lower() not in documents.SUPPORTED_SUFFIXES:
-            skipped.append((name, f"unsupported type {path.suffix or '(none)'}"))
-            continue
-        try:
-            digest = documents.file_hash(path)
-        except OSError as exc:
-            skipped.append((name, f"unreadable: {exc.strerror or exc}"))
-            continue
-        if digest in seen:
-            skipped.append((name, f"same content as {seen[digest]} (indexed once)"))
-            continue
-        seen[digest] = name
-        keep.append((path, digest))
-    for path in documents.set_aside_files(folder):
-        skipped.append((path.relative_to(folder).as_posix(), "README/licence-like name, not indexed (rename it to index it)"))
+@dataclass
+class _File:
+    path: Path
+    folder: Path
+    name: str  # the document's source: its path relative to its folder
+    digest: str
+
+
+def _scan(folders: list[Path]) -> tuple[list[_File], list[tuple[str, str]]]:
+    """The files to index, de-duplicated by name (first folder wins) and by content, and the files skipped."""
+    keep: list[_File] = []
+    skipped: list[tuple[str, str]] = []
+    seen: dict[str, str] = {}  # content hash -> name
+    owner: dict[str, Path] = {}  # name -> folder
+    for folder in folders:
+        listing = documents.scan_folder(folder)
+        skipped.extend(listing.refused)
+        for path in listing.files:
+            name = path.relative_to(folder).as_posix()
+            if name in owner:
+                skipped.append((name, f"the copy in {folder} is not indexed: a document of the same name is in "
+                                      f"{owner[name]} (rename it)"))
+                continue
+            if path.suffix.lower() not in documents.SUPPORTED_SUFFIXES:
+                skipped.append((name, f"unsupported type {path.suffix or '(none)'}"))
+                continue
+            try:
+                digest = documents.file_hash(path)
+            except OSError as exc:
+                skipped.append((name, f"unreadable: {exc.strerror or exc}"))
+                continue
+            if digest in seen:
+                skipped.append((name, f"same content as {seen[digest]} (indexed once)"))
+                continue
+            seen[digest] = name
+            owner[name] = folder
+            keep.append(_File(path, folder, name, digest))
+        for path in listing.set_aside:
+            skipped.append((path.relative_to(folder).as_posix(),
+                            "README/licence-like name, not indexed (rename it to index it)"))
     return keep, skipped
+
+
+def passage_budget_problem(n_passages: int, settings: Settings) -> str | None:
+    """Why a document of `n_passages` passages is not indexed (over `max_document_passages`), or None."""
+    limit = settings.max_document_passages
+    if n_passages <= limit:
+        return None
+    return (f"too many passages ({n_passages:,} > {limit:,}, the max_document_passages limit): not indexed, "
+            "nothing embedded; split the file or raise the limit")
 
 
 # --- ingest -----------------------------------------------------------------------------------------
@@ -159,47 +236,57 @@ def ingest(
     """Bring the knowledge base in line with the folder: add, replace and remove documents."""
     t0 = time.perf_counter()
     kb = check_kb_name(kb or settings.kb)
-    folder = Path(source_dir) if source_dir else source_dir_of(settings, kb)
+    folders = kb_folders(settings, kb, source_dir)
+    folder = folders[0]
     if not folder.is_dir():
         raise StoreError(f"document folder {folder} does not exist")
-    report = IngestReport(kb=kb, source_dir=str(folder))
+    folders = [folder] + [f for f in folders[1:] if f.is_dir()]  # an uploads folder appears with the first upload
+    report = IngestReport(kb=kb, source_dir=str(folder), folders=[str(f) for f in folders])
     if rebuild:
         drop_kb(settings, kb)
         shutil.rmtree(lexical_dir(settings, kb), ignore_errors=True)
     store = open_store(settings, kb)
     _remember_source_dir(settings, kb, folder)
     embedder = get_embedder(settings)
-    max_bytes = int(settings.max_document_mb * 1024 * 1024)
+    max_bytes = int(settings.max_document_mb * documents.MB)
 
-    files, report.skipped = _scan(folder)
+    files, report.skipped = _scan(folders)
     state = _index_state(store)
-    metadata = documents.load_metadata(folder)
-    todo: list[Document] = []
-    for path, digest in files:
-        name = path.relative_to(folder).as_posix()
+    metadata = {f: documents.load_metadata(f) for f in folders}  # per folder: names are per folder
+    failed: set[str] = set()  # found but not indexable: their old passages leave the index
+    todo: list[tuple[Document, list[Passage], dict | None]] = []
+    for file in files:
+        name, meta = file.name, metadata[file.folder].get(file.name)
         entry = state.get(name)
-        if entry and _complete(entry, (digest, _meta_hash(metadata.get(name), settings))):
+        if entry and _complete(entry, (file.digest, _meta_hash(meta, settings))):
             report.unchanged.append(name)
             continue
         try:
-            doc = documents.load(path, root=folder, metadata=metadata.get(name), max_bytes=max_bytes)
+            doc = documents.load(file.path, root=file.folder, metadata=meta, max_bytes=max_bytes)
         except documents.UnsupportedDocument as exc:
             report.skipped.append((name, exc.reason))
+            failed.add(name)
+            continue
+        # chunked before anything is embedded, so an oversized document costs nothing but this report line
+        passages = chunk_document(doc, settings.chunk_chars, settings.chunk_overlap_sentences)
+        problem = passage_budget_problem(len(passages), settings)
+        if problem:
+            report.skipped.append((name, problem))
+            failed.add(name)
             continue
         (report.updated if entry else report.added).append(name)
-        todo.append(doc)
+        todo.append((doc, passages, meta))
 
     batch: list[tuple[Passage, dict]] = []
     total = len(todo)
     done_docs = 0
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    for doc in todo:
-        passages = chunk_document(doc, settings.chunk_chars, settings.chunk_overlap_sentences)
+    for doc, passages, meta in todo:
         extra = {
             "n_chunks": len(passages),
             "size": doc.size,
             "indexed_at": stamp,
-            "meta_hash": _meta_hash(metadata.get(doc.source), settings),
+            "meta_hash": _meta_hash(meta, settings),
             **_doc_meta(doc),
         }
         batch.extend((p, extra) for p in passages)
@@ -215,9 +302,9 @@ def ingest(
             old["stale"] = [i for i in old["ids"] if i not in new_ids]
     report.embedded += _flush(store, embedder, batch)
 
-    present = {p.relative_to(folder).as_posix() for p, _ in files}
+    present = {f.name for f in files}
     for name, entry in state.items():
-        if name not in present or any(n == name for n, _ in report.skipped):
+        if name not in present or name in failed:
             store.delete_ids(entry["ids"])
             report.removed.append(name)
         elif entry.get("stale"):
@@ -293,18 +380,20 @@ def list_documents(settings: Settings, kb: str | None = None) -> list[DocumentIn
 
 
 def delete_document(settings: Settings, source: str, kb: str | None = None, remove_file: bool = True) -> bool:
-    """Remove a document's passages from the index at once (and its file from the folder)."""
-    kb = kb or settings.kb
+    """Remove a document's passages from the index at once (and its file from its folder). The file of a
+    read-only folder (knowledge/ of `default`) is never removed: `ReadOnlyDocument`, nothing changed."""
+    kb = check_kb_name(kb or settings.kb)
+    refusal = delete_refusal(settings, source, kb) if remove_file else None
+    if refusal:
+        raise ReadOnlyDocument(refusal)
     store = open_store(settings, kb, create=False)
     entry = _index_state(store).get(source)
     if entry:
         store.delete_ids(entry["ids"])
         rebuild_lexical(settings, kb, store)
-    if remove_file:
-        folder = source_dir_of(settings, kb).resolve()
-        path = (folder / source).resolve()
-        if path.is_file() and folder in path.parents:
-            path.unlink()
+    found = document_file(settings, kb, source) if remove_file else None
+    if found:
+        found[0].unlink()
     return entry is not None
 
 
