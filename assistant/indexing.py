@@ -398,11 +398,19 @@ def delete_document(settings: Settings, source: str, kb: str | None = None, remo
 
 
 def delete_kb(settings: Settings, kb: str) -> bool:
-    """Drop a knowledge base's collection and state (documents outside the data dir are left alone)."""
+    """Drop a knowledge base's collection and state (documents outside the data dir are left alone, and
+    so are the documents uploaded to `default`: the next ingest of knowledge/ indexes them again)."""
     existed = drop_kb(settings, kb)
-    if settings.kb_dir(kb).exists():
-        shutil.rmtree(settings.kb_dir(kb))
+    folder = settings.kb_dir(kb)
+    keep = upload_dir_of(settings, kb) if kb == "default" else None
+    if folder.exists():
         existed = True
+        for child in folder.iterdir():
+            if keep is not None and child == keep:
+                continue
+            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+        if not any(folder.iterdir()):
+            folder.rmdir()
     return existed
 
 

@@ -18,7 +18,7 @@ from pydantic import ConfigDict, PrivateAttr
 from assistant import documents
 from assistant.config import Settings
 from assistant.embeddings import get_embedder
-from assistant.indexing import lexical_dir, open_store, rebuild_lexical, source_dir_of
+from assistant.indexing import document_file, lexical_dir, open_store, rebuild_lexical
 from assistant.lexical import LexicalIndex
 from assistant.models import ScoredPassage
 from assistant.store import VectorStore
@@ -113,8 +113,8 @@ class HybridRetriever(BaseRetriever):
 
     def document_text(self, source: str) -> str | None:
         """The full text of a source document (offsets of passages and citations index into it)."""
-        folder = source_dir_of(self.settings, self.kb)
-        return _document_text(str(folder / source), str(folder))
+        found = document_file(self.settings, self.kb, source)  # knowledge/ or the uploads folder
+        return _document_text(str(found[0]), str(found[1])) if found else None
 
 
 @lru_cache(maxsize=64)

@@ -177,15 +177,13 @@ def render_details(answer: Answer, key: str = "") -> None:
 
 def file_text_reader(settings):
     """`source -> full text` for the settings' knowledge base (cached by path and modification time)."""
-    from assistant.indexing import source_dir_of
-
-    folder = source_dir_of(settings)
+    from assistant.indexing import document_file
 
     def read(source: str) -> str | None:
-        path = (folder / source).resolve()
-        if folder.resolve() not in path.parents or not path.is_file():
+        found = document_file(settings, settings.kb, source)  # knowledge/ or the uploads folder, never a link
+        if found is None:
             return None
-        return _load_text(str(path), str(folder), path.stat().st_mtime_ns)
+        return _load_text(str(found[0]), str(found[1]), found[0].stat().st_mtime_ns)
 
     return read
 

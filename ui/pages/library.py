@@ -6,7 +6,9 @@ import math
 import pandas as pd
 import streamlit as st
 
-from assistant.indexing import delete_document, ingest, list_documents, source_dir_of
+from assistant.indexing import (
+    delete_document, delete_refusal, ingest, list_documents, read_only_dirs, source_dir_of, upload_dir_of,
+)
 from assistant.store import KnowledgeBaseMissing, StoreError, check_kb_name, list_kbs
 from ui import state
 from ui.uploads import allowed_types, save_upload
@@ -14,9 +16,14 @@ from ui.uploads import allowed_types, save_upload
 settings = state.session_settings()
 kb = settings.kb
 folder = source_dir_of(settings, kb)
+upload_folder = upload_dir_of(settings, kb)  # for `default`: in the data directory, knowledge/ stays read-only
+read_only = read_only_dirs(settings, kb)
 
 st.title("Library")
-st.caption(f"Knowledge base **{kb}** · documents folder `{folder}`")
+if read_only:
+    st.caption(f"Knowledge base **{kb}** · shipped documents `{folder}` (read-only) · your uploads `{upload_folder}`")
+else:
+    st.caption(f"Knowledge base **{kb}** · documents folder `{folder}`")
 
 if "library_notice" in st.session_state:  # outcome of the previous action, shown after its rerun
     kind, text = st.session_state.pop("library_notice")
@@ -100,7 +107,8 @@ files = st.file_uploader(
 )
 replace = st.checkbox("Replace a document that has the same file name", key="upload_replace")
 if st.button("Add and index", type="primary", disabled=not files):
-    results = [save_upload(folder, f.name, f.getvalue(), settings.max_upload_mb, replace) for f in files or []]
+    results = [save_upload(upload_folder, f.name, f.getvalue(), settings.max_upload_mb, replace,
+                           read_only=read_only, settings=settings) for f in files or []]
     for r in results:
         if r.ok:
             st.success(f"{r.name}: {r.message}")
@@ -117,11 +125,15 @@ if st.button("Add and index", type="primary", disabled=not files):
 # --- delete and re-index -------------------------------------------------------------------------------
 if docs:
     st.subheader("Remove a document")
-    st.caption(f"Deleting removes the file from `{folder}` and its passages from the index at once.")
+    st.caption(f"Deleting removes the file from `{upload_folder}` and its passages from the index at once."
+               + (" Shipped documents are read-only: only your uploads can be deleted." if read_only else ""))
     col1, col2 = st.columns([3, 1], vertical_alignment="bottom")
     target = col1.selectbox("Document", [d.source for d in docs], key="delete_choice",
                             format_func=lambda s: next((f"{d.title} ({s})" for d in docs if d.source == s), s))
-    if col2.button("Delete", key="delete_button", width="stretch"):
+    refusal = delete_refusal(settings, target, kb)
+    if refusal:
+        st.caption("This document ships with the application: it is read-only here, only your uploads can be deleted.")
+    if col2.button("Delete", key="delete_button", width="stretch", disabled=bool(refusal), help=refusal):
         try:
             delete_document(settings, target, kb)
             st.session_state["library_notice"] = ("success", f"Deleted {target}: its passages left the index.")
