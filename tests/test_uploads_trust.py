@@ -190,7 +190,10 @@ def test_library_page_uploads_to_the_data_dir_and_keeps_shipped_documents(defaul
     _upload(at, "../festival-zorglub.txt", TEXT.encode())
     assert any("Added and indexed festival-zorglub.txt" in s.value for s in at.success), [s.value for s in at.success]
     assert (uploads / "festival-zorglub.txt").read_text(encoding="utf-8") == TEXT
-    assert set(at.dataframe[0].value["file"]) == SHIPPED | {"festival-zorglub.txt"}
+    table = at.dataframe[0].value
+    assert set(table["file"]) == SHIPPED | {"festival-zorglub.txt"}
+    sizes = dict(zip(table["file"], table["size (KB)"]))  # KB = 10^3 bytes, like MB = 10^6 bytes
+    assert all(sizes[n] == round((KNOWLEDGE / n).stat().st_size / 1000, 1) for n in SHIPPED), sizes
     _upload(at, "chine-rejette-critiques-vance.txt", b"Un autre texte.")
     assert any("ships with the application" in e.value for e in at.error), [e.value for e in at.error]
 

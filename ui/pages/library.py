@@ -81,7 +81,7 @@ else:
         {
             "title": [d.title for d in docs],
             "file": [d.source for d in docs],
-            "size (KB)": [round(d.size / 1024, 1) for d in docs],
+            "size (KB)": [round(d.size / 1000, 1) for d in docs],  # KB = 10^3 bytes, as MB = 10^6 everywhere
             "chunks": [d.chunks for d in docs],
             "last indexed": [d.indexed_at.replace("T", " ").replace("+00:00", " UTC") for d in docs],
             "hash": [d.content_hash[:12] for d in docs],
