@@ -27,3 +27,18 @@ def test_piaf_sample_as_its_own_knowledge_base(indexed_settings, tmp_path):
     # the default knowledge base is untouched by the swap-in
     assert {d.source for d in list_documents(indexed_settings)} == {
         "sommet-ia-paris-declaration.txt", "chine-rejette-critiques-vance.txt"}
+
+
+@pytest.mark.skipif(not PIAF.exists(), reason="../shared/external/piaf is not beside the checkout")
+def test_default_passage_budget_is_far_above_every_piaf_article(tmp_path):
+    """The budget must never skip a real article: every PIAF article, chunked as ingest does, is far below it."""
+    from assistant import documents
+    from assistant.chunking import chunk_document
+    from assistant.config import Settings
+
+    settings = Settings(data_dir=tmp_path / "data")
+    imported = import_squad(PIAF, tmp_path / "piaf")
+    sizes = [len(chunk_document(documents.load(p, root=imported.docs_dir), settings.chunk_chars,
+                                settings.chunk_overlap_sentences)) for p in documents.iter_files(imported.docs_dir)]
+    assert len(sizes) > 400
+    assert max(sizes) * 20 <= settings.max_document_passages, max(sizes)
