@@ -143,7 +143,9 @@ def test_chat_upload_and_evals_in_a_real_browser(app_url, page, tmp_path):
     page.get_by_text("festival-zorglub.txt").first.wait_for()
     page.get_by_role("button", name="Add and index").click()
     page.get_by_text("Added and indexed festival-zorglub.txt").wait_for(timeout=90_000)
-    assert (docs / "festival-zorglub.txt").read_text(encoding="utf-8") == FACT
+    uploads = docs.parent / "data" / "kbs" / "default" / "uploads"  # knowledge/ stays read-only
+    assert (uploads / "festival-zorglub.txt").read_text(encoding="utf-8") == FACT
+    assert not (docs / "festival-zorglub.txt").exists()
     page.get_by_test_id("stDataFrame").first.wait_for()
     _shot(page, tmp_path, "library.png")
 
