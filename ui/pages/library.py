@@ -130,10 +130,12 @@ if docs:
     col1, col2 = st.columns([3, 1], vertical_alignment="bottom")
     target = col1.selectbox("Document", [d.source for d in docs], key="delete_choice",
                             format_func=lambda s: next((f"{d.title} ({s})" for d in docs if d.source == s), s))
-    refusal = delete_refusal(settings, target, kb)
-    if refusal:
-        st.caption("This document ships with the application: it is read-only here, only your uploads can be deleted.")
-    if col2.button("Delete", key="delete_button", width="stretch", disabled=bool(refusal), help=refusal):
+    read_only_doc = delete_refusal(settings, target, kb) is not None  # shipped: its file is never deleted
+    why = "This document ships with the application: it is read-only here, only your uploads can be deleted."
+    if read_only_doc:
+        st.caption(why)
+    if col2.button("Delete", key="delete_button", width="stretch", disabled=read_only_doc,
+                   help=why if read_only_doc else None):
         try:
             delete_document(settings, target, kb)
             st.session_state["library_notice"] = ("success", f"Deleted {target}: its passages left the index.")
