@@ -13,7 +13,8 @@ from typing import Any, Iterator, Sequence
 
 from langchain_core.runnables import RunnableLambda
 
-from assistant.citations import is_framing, renumber, strip_markers, verify
+from assistant.citations import (is_framing, neutral_passages, neutralise_markers, renumber, restore_quotes,
+                                 strip_markers, verify)
 from assistant.config import Settings
 from assistant.conflicts import SentenceRef, find_conflicts, relevant, stated, statement
 from assistant.generation import DECLINE, OFF_TASK, Generation, GenerationError, GenerationRequest, get_generator
@@ -180,17 +181,20 @@ class Assistant:
         state["documents"] = {s: t for s in {p.source for p in passages} if (t := retriever.document_text(s)) is not None}
         state["timings"]["retrieve"] = _ms(t1)
         state["passages"], state["vector"] = passages, vector
+        # what the generators see: a document's own "[1]" is document text, never a citation marker
+        state["neutral_passages"] = neutral_passages(passages)
+        state["neutral_documents"] = {s: neutralise_markers(t) for s, t in state["documents"].items()}
         return state
 
     def _request(self, state: dict) -> GenerationRequest:
         return GenerationRequest(
             question=state["question"].strip(),
             standalone=state["standalone"],
-            passages=state["passages"],
+            passages=state["neutral_passages"],
             lang=state["lang"],
             history=state["history"],
             query_vector=state.get("vector"),
-            documents=state.get("documents", {}),
+            documents=state["neutral_documents"],
         )
 
     def _generate(self, state: dict) -> dict:
@@ -210,14 +214,15 @@ class Assistant:
         t0 = time.perf_counter()
         gen: Generation = state["generation"]
         passages, documents, lang = state["passages"], state.get("documents", {}), state["lang"]
+        neutral = state["neutral_passages"]
         if gen.used is not None:  # markers may only point at passages the model saw
-            passages = passages[: gen.used]
+            passages, neutral = passages[: gen.used], neutral[: gen.used]
         if gen.declined:
             text = gen.text.strip() or DECLINE[lang]
             state["timings"]["verify"] = _ms(t0)
             return self._answer(state, text=strip_markers(text), declined=True)
-        checked = verify(gen.text, passages, self.settings.support_threshold, documents)
-        text, citations = checked.text, list(checked.citations)
+        checked = verify(gen.text, neutral, self.settings.support_threshold, state["neutral_documents"])
+        text, citations = checked.text, restore_quotes(checked.citations, passages)
         if not citations and all(is_framing(line) for line in text.splitlines() if line.strip()):
             # nothing the sources support is left: say so rather than show an empty or unverified answer
             state["timings"]["verify"] = _ms(t0)
