@@ -22,7 +22,7 @@ from assistant.generation.questions import is_off_task
 from assistant.sentences import sentence_spans
 from assistant.language import detect_language
 from assistant.models import Answer, Citation, ScoredPassage, Turn
-from assistant.rewrite import rewrite
+from assistant.rewrite import keep_rewrite, rewrite, surely_follow_up
 
 
 class AssistantError(RuntimeError):
@@ -171,13 +171,26 @@ class Assistant:
         from assistant.embeddings import get_embedder
 
         t0 = time.perf_counter()
-        retriever = self.retriever
-        vector = get_embedder(self.settings).embed_query(state["standalone"])
+        retriever, embedder = self.retriever, get_embedder(self.settings)
+        k = max(self.settings.top_k, self.settings.answer_passages)
+        asked, standalone = state["question"].strip(), state["standalone"]
+        queries = [standalone] if standalone == asked else [standalone, asked]
+        vectors = [embedder.embed_query(q) for q in queries]
         state["timings"]["embed"] = _ms(t0)
         t1 = time.perf_counter()
-        passages: list[ScoredPassage] = retriever.search(
-            state["standalone"], k=max(self.settings.top_k, self.settings.answer_passages), query_vector=vector
-        )
+        found: list[list[ScoredPassage]] = [retriever.search(q, k=k, query_vector=v) for q, v in zip(queries, vectors)]
+        passages, vector = found[0], vectors[0]
+        if len(found) == 2:
+            # the rewrite is a guess: it answers only if its passages support the question's own words at least
+            # as well as those of the question as asked, and then it loses none of them
+            top = self.settings.top_k
+            if keep_rewrite(asked, [p.text for p in found[1][:top]], [p.text for p in found[0][:top]],
+                            sure=surely_follow_up(asked)):
+                seen = {p.chunk_id for p in found[0]}
+                merged = found[0] + [p for p in found[1] if p.chunk_id not in seen]
+                passages = [p.model_copy(update={"rank": i}) for i, p in enumerate(merged, start=1)]
+            else:
+                state["standalone"], passages, vector = asked, found[1], vectors[1]
         state["documents"] = {s: t for s in {p.source for p in passages} if (t := retriever.document_text(s)) is not None}
         state["timings"]["retrieve"] = _ms(t1)
         state["passages"], state["vector"] = passages, vector
