@@ -89,3 +89,22 @@ def test_llm_rewrite_of_a_follow_up_is_kept_and_loses_no_passage(llm_assistant, 
     alone = llm_assistant.ask(question)
     assert {p.chunk_id for p in alone.passages} <= {p.chunk_id for p in answer.passages}
     assert [p.rank for p in answer.passages] == list(range(1, len(answer.passages) + 1))
+
+
+@pytest.mark.slow
+def test_follow_up_slice_gate(indexed_settings, tmp_path, monkeypatch, capsys):
+    """evals/followups.jsonl (pairs where the second question is and is not a follow-up, FR and EN) through
+    the eval runner: every rewrite decision right, and the answers at the level reported in evals/README.md."""
+    import json
+    from pathlib import Path
+
+    from assistant.cli import main
+
+    dataset = Path(__file__).resolve().parent.parent / "evals" / "followups.jsonl"
+    monkeypatch.setenv("ASSISTANT_DATA_DIR", str(indexed_settings.data_dir))
+    code = main(["eval", str(dataset), "--out", str(tmp_path / "fu"), "--quiet",
+                 "--min-follow-up-detection", "1.0", "--min-accuracy", "0.9", "--max-false-answer", "0"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.out + printed.err
+    summary = json.loads((tmp_path / "fu" / "report.json").read_text())["summary"]
+    assert summary["n"] >= 24 and summary["follow_up_detection"] == 1.0
