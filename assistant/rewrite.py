@@ -80,7 +80,7 @@ def _anaphoric_inversion(question: str) -> bool:
             continue
         before = re.sub(r"\b(?:s|se|l|le|la|les|lui|leur|y|en|ne|n|m|t|nous|vous)['’]?\s*$", "", before.rstrip())
         subject = _FRENCH_ASKING.sub("", before, count=1)
-        if not content_words(subject):
+        if not (content_words(subject) or re.search(r"\b[A-Z]\b|\d", subject)):  # "Combien X a-t-elle…"
             return True
     return False
 

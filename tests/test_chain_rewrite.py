@@ -24,6 +24,7 @@ def test_standalone_questions_are_left_alone(question):
 @pytest.mark.parametrize("question", [
     "Quel montant la France a-t-elle investi ?",  # inversion after a noun subject: "elle" is "la France"
     "Combien Mistral a-t-elle levé ?",
+    "Combien X a-t-elle levé ?",
     "Combien la start-up Mistral a-t-elle levé ?",
     "Quand le sommet de Paris s'est-il tenu ?",
     "Quel âge JD Vance a-t-il ?",
