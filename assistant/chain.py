@@ -13,7 +13,8 @@ from typing import Any, Iterator, Sequence
 
 from langchain_core.runnables import RunnableLambda
 
-from assistant.citations import is_framing, renumber, strip_markers, verify
+from assistant.citations import (is_framing, neutral_passages, neutralise_markers, renumber, restore_quotes,
+                                 strip_markers, verify)
 from assistant.config import Settings
 from assistant.conflicts import SentenceRef, find_conflicts, relevant, stated, statement
 from assistant.generation import DECLINE, OFF_TASK, Generation, GenerationError, GenerationRequest, get_generator
@@ -21,7 +22,7 @@ from assistant.generation.questions import is_off_task
 from assistant.sentences import sentence_spans
 from assistant.language import detect_language
 from assistant.models import Answer, Citation, ScoredPassage, Turn
-from assistant.rewrite import rewrite
+from assistant.rewrite import keep_rewrite, rewrite, surely_follow_up
 
 
 class AssistantError(RuntimeError):
@@ -170,27 +171,43 @@ class Assistant:
         from assistant.embeddings import get_embedder
 
         t0 = time.perf_counter()
-        retriever = self.retriever
-        vector = get_embedder(self.settings).embed_query(state["standalone"])
+        retriever, embedder = self.retriever, get_embedder(self.settings)
+        k = max(self.settings.top_k, self.settings.answer_passages)
+        asked, standalone = state["question"].strip(), state["standalone"]
+        queries = [standalone] if standalone == asked else [standalone, asked]
+        vectors = [embedder.embed_query(q) for q in queries]
         state["timings"]["embed"] = _ms(t0)
         t1 = time.perf_counter()
-        passages: list[ScoredPassage] = retriever.search(
-            state["standalone"], k=max(self.settings.top_k, self.settings.answer_passages), query_vector=vector
-        )
+        found: list[list[ScoredPassage]] = [retriever.search(q, k=k, query_vector=v) for q, v in zip(queries, vectors)]
+        passages, vector = found[0], vectors[0]
+        if len(found) == 2:
+            # the rewrite is a guess: it answers only if its passages support the question's own words at least
+            # as well as those of the question as asked, and then it loses none of them
+            top = self.settings.top_k
+            if keep_rewrite(asked, [p.text for p in found[1][:top]], [p.text for p in found[0][:top]],
+                            sure=surely_follow_up(asked)):
+                seen = {p.chunk_id for p in found[0]}
+                merged = found[0] + [p for p in found[1] if p.chunk_id not in seen]
+                passages = [p.model_copy(update={"rank": i}) for i, p in enumerate(merged, start=1)]
+            else:
+                state["standalone"], passages, vector = asked, found[1], vectors[1]
         state["documents"] = {s: t for s in {p.source for p in passages} if (t := retriever.document_text(s)) is not None}
         state["timings"]["retrieve"] = _ms(t1)
         state["passages"], state["vector"] = passages, vector
+        # what the generators see: a document's own "[1]" is document text, never a citation marker
+        state["neutral_passages"] = neutral_passages(passages)
+        state["neutral_documents"] = {s: neutralise_markers(t) for s, t in state["documents"].items()}
         return state
 
     def _request(self, state: dict) -> GenerationRequest:
         return GenerationRequest(
             question=state["question"].strip(),
             standalone=state["standalone"],
-            passages=state["passages"],
+            passages=state["neutral_passages"],
             lang=state["lang"],
             history=state["history"],
             query_vector=state.get("vector"),
-            documents=state.get("documents", {}),
+            documents=state["neutral_documents"],
         )
 
     def _generate(self, state: dict) -> dict:
@@ -210,14 +227,15 @@ class Assistant:
         t0 = time.perf_counter()
         gen: Generation = state["generation"]
         passages, documents, lang = state["passages"], state.get("documents", {}), state["lang"]
+        neutral = state["neutral_passages"]
         if gen.used is not None:  # markers may only point at passages the model saw
-            passages = passages[: gen.used]
+            passages, neutral = passages[: gen.used], neutral[: gen.used]
         if gen.declined:
             text = gen.text.strip() or DECLINE[lang]
             state["timings"]["verify"] = _ms(t0)
             return self._answer(state, text=strip_markers(text), declined=True)
-        checked = verify(gen.text, passages, self.settings.support_threshold, documents)
-        text, citations = checked.text, list(checked.citations)
+        checked = verify(gen.text, neutral, self.settings.support_threshold, state["neutral_documents"])
+        text, citations = checked.text, restore_quotes(checked.citations, passages)
         if not citations and all(is_framing(line) for line in text.splitlines() if line.strip()):
             # nothing the sources support is left: say so rather than show an empty or unverified answer
             state["timings"]["verify"] = _ms(t0)

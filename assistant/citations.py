@@ -5,6 +5,14 @@ is checked against its passages — verbatim (whitespace, case and quote marks i
 and the exact offsets of the quote in the source document; otherwise a lexical support score (accent
 folded, stemmed content words, numbers written in words count as digits) is compared to a threshold.
 Citations are renumbered 1..n in order of appearance, one number per quoted span.
+
+Bracketed numbers that are part of a document ("[1]" of a press review or a Wikipedia copy) are document
+text, never citations: `neutralise_markers` turns their brackets into fullwidth ones ("［1］") before any
+generator sees a passage. The change keeps every length, so offsets stay exact; citations are then given
+the document's own characters back (`restore_quotes`). The convention, for whoever displays an `Answer`:
+in `Answer.text` an ASCII "[n]" is always one of the assistant's citation markers and a document's
+bracketed number appears as "［n］"; `Citation.quote` and `Citation.passage_text` are the document's exact
+characters (`document[start:end] == quote`), where any "[n]" is plain text, never a marker.
 """
 from __future__ import annotations
 
@@ -17,6 +25,7 @@ from assistant.language import FRAMING, TermSet, fold, question_terms
 from assistant.models import Citation, ScoredPassage
 
 MARKER = re.compile(r"\[(\s*\d+\s*(?:[,;–-]\s*\d+\s*)*)\]")
+DOCUMENT_BRACKETS = ("\uff3b", "\uff3d")  # "［", "］": how a document's own "[n]" reaches a generator
 _ANSWER_BOUNDARY = re.compile(
     r"""(?:[.!?…]+\s?["'»”’)]*(?:\s*\[[\d,;\s–-]+\])*|\[[\d,;\s–-]+\])\s+(?=["'“«(]?\s*[A-ZÀ-ÖØ-Þ0-9])"""
 )
@@ -55,6 +64,34 @@ def parse_markers(text: str) -> list[tuple[int, int, list[int]]]:
 
 def strip_markers(text: str) -> str:
     return re.sub(r"[ \t]+([,.])(?=\s|$)", r"\1", MARKER.sub("", text)).strip()
+
+
+def neutralise_markers(text: str) -> str:
+    """A document's marker-like "[1]", "[2, 3]" with fullwidth brackets ("［1］"): the same length, so every
+    offset into the text stays exact, but no longer a citation marker for a generator or the verifier."""
+    opening, closing = DOCUMENT_BRACKETS
+    return MARKER.sub(lambda m: opening + m.group(1) + closing, text)
+
+
+def neutral_passages(passages: Sequence[ScoredPassage]) -> list[ScoredPassage]:
+    """The passages as a generator may see them: document markers neutralised (copies only where needed)."""
+    return [p.model_copy(update={"text": neutralise_markers(p.text)}) if MARKER.search(p.text) else p
+            for p in passages]
+
+
+def restore_quotes(citations: Sequence[Citation], passages: Sequence[ScoredPassage]) -> list[Citation]:
+    """Citations made on neutralised passages, given the document's own characters back (same offsets)."""
+    by_chunk = {p.chunk_id: p for p in passages}
+    out = []
+    for c in citations:
+        p = by_chunk.get(c.chunk_id)
+        if p is None or c.passage_text == p.text:
+            out.append(c)
+            continue
+        ls, le = c.start - p.start, c.end - p.start
+        quote = p.text[ls:le] if 0 <= ls <= le <= len(p.text) else c.quote
+        out.append(c.model_copy(update={"quote": quote, "passage_text": p.text}))
+    return out
 
 
 # --- sentences of an answer -----------------------------------------------------------------------------
@@ -187,16 +224,29 @@ def verify(
             pieces.append(new_sentence)
             pos = e
             continue
-        spans, support = [], 0.0
+        spans, support, alone = [], 0.0, {}
         for i in cited:
             p = passages[i]
             hit = find_verbatim(claim, p.text)
             if hit:
                 spans.append((i, hit[0], hit[1], 1.0))
-                support = 1.0
+                alone[i] = 1.0
             else:
                 bs, be, score = best_sentence(claim, p.text)
                 spans.append((i, bs, be, score))
+                alone[i] = lexical_support(claim, [p.text])
+                if similarity is not None:
+                    alone[i] = max(alone[i], similarity(claim, p.text))
+        # each citation is checked against the passage it names: a passage that neither supports the
+        # sentence on its own nor brings anything the other cited passages lack is no source for it
+        # (a document's own "[2]" copied by a model must not "cite" passage 2)
+        kept = justified_citations(claim, cited, alone, [p.text for p in passages], threshold)
+        if kept:  # (none justified: the sentence as a whole is unsupported, below)
+            out.removed_markers += len(cited) - len(kept)
+            spans = [span for span in spans if span[0] in kept]
+            cited = kept
+        if any(alone[i] >= 1.0 for i in cited):
+            support = 1.0
         if support < 1.0:
             support = lexical_support(claim, [passages[i].text for i in cited])
             if similarity is not None:
@@ -219,6 +269,32 @@ def verify(
     pieces.append(text[pos:])
     out.text = re.sub(r"\n{3,}", "\n\n", re.sub(r"[ \t]{2,}", " ", "".join(pieces))).strip()
     return out
+
+
+def justified_citations(claim: str, cited: Sequence[int], alone: dict[int, float], texts: Sequence[str],
+                        threshold: float) -> list[int]:
+    """The cited passages (indices into `texts`) that are a source for `claim`: each one supports it on
+    its own (`alone[i]`, verbatim = 1.0), or the claim is not supported without it, or it is the only one
+    of them to hold one of the claim's figures."""
+    if len(cited) == 1:
+        return list(cited) if alone[cited[0]] >= threshold else []
+    terms = [t for t in question_terms(claim) if not any(fold(v) in FRAMING for v in t)]
+    sets = {i: TermSet(texts[i]) for i in cited}
+    kept = []
+    for i in cited:
+        others = [j for j in cited if j != i]
+        if alone[i] >= threshold:
+            kept.append(i)
+        elif any(alone[j] >= 1.0 for j in others):
+            continue  # another cited passage holds the sentence word for word
+        elif lexical_support(claim, [texts[j] for j in others]) < threshold <= lexical_support(
+            claim, [texts[j] for j in cited]
+        ):
+            kept.append(i)
+        elif any(sets[i].has(t) and not any(sets[j].has(t) for j in others)
+                 for t in terms if any(v[:1].isdigit() for v in t)):
+            kept.append(i)
+    return kept
 
 
 def _rewrite_markers(sentence: str, local: dict[int, int]) -> str:

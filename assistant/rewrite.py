@@ -5,13 +5,23 @@ a question that opens with a connective ("Et les États-Unis… ?", "What about�
 with little content of its own carries the topic of the previous question:
 "Et les États-Unis, l'ont-ils signée ?" after "Combien de pays ont signé la déclaration ?" becomes
 "Les États-Unis, l'ont-ils signée ? (pays ont signé la déclaration)".
+
+The heuristic is conservative: a question that names its own subject is standalone. French inversion is
+no anaphora when a noun subject comes before the verb ("Quel montant la France a-t-elle investi ?",
+"Quand le sommet s'est-il tenu ?": "elle" and "il" repeat "la France" and "le sommet"); it is when
+nothing does ("Contre quoi a-t-il mis en garde ?"). A short question with a name or a figure of its own
+("Qu'est-ce que DeepSeek ?") is standalone too.
+
+Whatever rewrote the question, the chain retrieves for the question as asked and for its rewrite, and
+`keep_rewrite` decides which one the answer is built on: the rewrite must find passages that support the
+question's own words at least as well as the question alone does.
 """
 from __future__ import annotations
 
 import re
 from typing import Any, Sequence
 
-from assistant.language import GENERIC, content_words
+from assistant.language import GENERIC, TermSet, content_words, question_terms
 from assistant.models import Turn
 
 _CONNECTIVE = re.compile(
@@ -19,11 +29,27 @@ _CONNECTIVE = re.compile(
     r"|how\s+about|and\s+for|and\s+in|et\s+en|et\s+dans|et|and|also|aussi|mais|but|so|alors|donc|puis|ensuite)\b[\s,]*",
     re.IGNORECASE,
 )
+# pronouns that stand for something said before ("-t-il" inversions are told apart in `_anaphoric_inversion`;
+# "this/that/these/those" followed by a word are determiners of a noun the question names)
 _PRONOUN = re.compile(
-    r"\bl['’](?:ont|a|avait|avaient|aurait|auraient|est)\b|-(?:t-)?(?:ils?|elles?)\b|\b(?:ils|elles|lui|leur|eux|cela|ça"
-    r"|celui-ci|celle-ci|ceux-ci|it|they|them|their|he|she|him|her|his|this|that|those|these|there)\b",
+    r"\bl['’](?:ont|a|avait|avaient|aurait|auraient|est)\b|(?<![-\w])(?:ils|elles|lui|leur|eux|cela|ça"
+    r"|celui-ci|celle-ci|ceux-ci|it|they|them|their|he|she|him|her|his)\b|\b(?:this|that|those|these)\b(?!\s+\w)"
+    r"|\by\b(?!\s*a\b|\s*avait\b|-a-t-il)",
     re.IGNORECASE,
 )
+# a verb with an inverted subject pronoun: "a-t-il", "ont-elles", "s'est-il", "préconise-t-il"
+_INVERSION = re.compile(r"(?<![\w-])([^\W\d_]+)-(?:t-)?(il|elle|ils|elles|on)\b", re.IGNORECASE)
+# impersonal "il" ("y a-t-il", "faut-il", "s'agit-il"): it stands for nobody
+_IMPERSONAL = re.compile(r"^(?:faut|fallait|faudra|agit|agissait)$", re.IGNORECASE)
+# what opens a French question before its subject: a preposition, then an interrogative word or phrase
+_FRENCH_ASKING = re.compile(
+    r"^\s*(?:(?:à|a|de|d['’]|pour|contre|avec|sur|dans|en|par|depuis|vers|chez|selon|sans|sous|entre|jusqu['’]à)\s*)?"
+    r"(?:quel(?:le)?s?\s+[^\W\d_][\w'’-]*(?:\s+d(?:e\s+|['’])[^\W\d_][\w-]*)?|combien\s+d(?:e\s+|['’])[^\W\d_][\w-]*"
+    r"|combien|lequel|laquelle|lesquel(?:le)?s|qu['’]|que|quoi|qui|o[uù]|quand|pourquoi|comment)?\s*",
+    re.IGNORECASE,
+)
+# a name or a figure: a capitalised word after the first, an acronym, a number
+_NAME = re.compile(r"(?<=[\w?,;:]\s)[A-ZÀ-ÖØ-Þ][\w’'.-]*|\b[A-Z]{2,}\b|\d")
 _INTERROGATIVE = re.compile(
     r"^\s*(?:est-ce\s+que|qu['’]est-ce\s+que|combien\s+d[e']|combien|qui\s+(?:est|sont|a|ont)|qui|quand|o[uù]"
     r"|pourquoi|comment|quel(?:le)?s?\s+(?:est|sont)|quel(?:le)?s?|que|qu['’]"
@@ -39,11 +65,67 @@ REWRITE_PROMPT = (
 )
 
 
+def own_words(question: str) -> list[str]:
+    """The question's own content words (folded), asking words aside."""
+    return [w for w in content_words(question) if w not in GENERIC]
+
+
+def _anaphoric_inversion(question: str) -> bool:
+    """An inverted subject pronoun that stands for someone named before: no noun subject comes before its
+    verb ("Pourquoi a-t-il critiqué… ?"), unlike "Pourquoi Keir Starmer a-t-il critiqué… ?"."""
+    text = _CONNECTIVE.sub("", question, count=1)
+    for m in _INVERSION.finditer(text):
+        before = text[: m.start()]
+        if m.group(2).lower() == "il" and (_IMPERSONAL.match(m.group(1)) or re.search(r"\by\s*$", before, re.I)):
+            continue
+        before = re.sub(r"\b(?:s|se|l|le|la|les|lui|leur|y|en|ne|n|m|t|nous|vous)['’]?\s*$", "", before.rstrip())
+        subject = _FRENCH_ASKING.sub("", before, count=1)
+        if not (content_words(subject) or re.search(r"\b[A-Z]\b|\d", subject)):  # "Combien X a-t-elle…"
+            return True
+    return False
+
+
+def names_own_subject(question: str) -> bool:
+    """The question carries its own topic: a name or a figure, and no pronoun standing for an earlier one."""
+    return bool(_NAME.search(question.strip())) and not refers_back(question)
+
+
+def refers_back(question: str) -> bool:
+    """A pronoun that stands for something said before ("l'ont-ils", "he", "Qu'a-t-il dit ?")."""
+    return bool(_PRONOUN.search(question)) or _anaphoric_inversion(question)
+
+
 def is_follow_up(question: str) -> bool:
     if _CONNECTIVE.match(question) and not re.match(r"^\s*(?:et|and)\s*$", question):
         return True
-    words = [w for w in content_words(question) if w not in GENERIC]
-    return len(words) <= 1 or (bool(_PRONOUN.search(question)) and len(words) <= 3)
+    words = own_words(question)
+    if refers_back(question):
+        return len(words) <= 3
+    return len(words) <= 1 and not names_own_subject(question)
+
+
+def surely_follow_up(question: str) -> bool:
+    """A follow-up beyond doubt: it opens with a connective, leans on a pronoun, or has no word of its own."""
+    return bool(_CONNECTIVE.match(question)) or refers_back(question) or not own_words(question)
+
+
+def keep_rewrite(question: str, asked: Sequence[str], rewritten: Sequence[str], sure: bool) -> bool:
+    """Whether the passages retrieved for the rewrite (texts in rank order) should answer the question
+    rather than those retrieved for the question as asked: they must support the question's own words
+    (share found in the best passage, then in all of them) at least as well; on a tie, only a question
+    that is surely a follow-up keeps its rewrite."""
+    terms = question_terms(question, skip_generic=True)
+    if not terms:
+        return True
+
+    def support(texts: Sequence[str]) -> tuple[float, float]:
+        sets = [TermSet(t) for t in texts]
+        best = max((sum(s.has(t) for t in terms) for s in sets), default=0)
+        union = sum(any(s.has(t) for s in sets) for t in terms)
+        return best / len(terms), union / len(terms)
+
+    mine, theirs = support(asked), support(rewritten)
+    return theirs > mine or (theirs == mine and sure)
 
 
 def topic(question: str) -> str:

@@ -115,6 +115,24 @@ def test_verify_same_passage_two_quotes_get_two_numbers():
     assert checked.text.endswith("européennes [2].")
 
 
+def test_each_citation_is_checked_against_the_passage_it_names():
+    """A sentence "cited" to a passage that says nothing of it loses that citation, even when another
+    cited passage holds it word for word (a model copying a document's own "[2]")."""
+    p1 = passage_of(SUMMIT, "Cependant, les États-Unis")
+    p2 = passage_of(VANCE, "préconise une intelligence artificielle", rank=2)
+    sentence = "Cependant, les États-Unis et le Royaume-Uni ont refusé de signer le document"
+    checked = verify(f"{sentence} [1][2].", [p1, p2], 0.5)
+    assert [c.source for c in checked.citations] == [SUMMIT] and checked.text.endswith("document [1].")
+    assert checked.removed_markers == 1
+    alone = verify(f"{sentence} [2].", [p1, p2], 0.5)  # named passage alone does not support it: left out
+    assert alone.citations == [] and alone.unsupported_sentences == [sentence + "."]
+    # a synthesis citing two sources that each bring one of its figures keeps both
+    both = verify("La déclaration a été signée par 61 pays [1] ou par cinquante-huit pays [2].",
+                  [passage_of(SUMMIT, "61 pays, dont la Chine"),
+                   passage_of(VANCE, "Cinquante-huit pays", rank=2, until="le texte.")], 0.5)
+    assert {c.source for c in both.citations} == {SUMMIT, VANCE}
+
+
 def test_lexical_support_folds_accents_and_reads_number_words():
     assert lexical_support("58 pays ont signe la declaration", ["Cinquante-huit pays ont signé une déclaration"]) == 1.0
     assert lexical_support("Countries signed the declaration", ["Les pays ont signé la déclaration"]) == 1.0

@@ -29,6 +29,7 @@ THRESHOLDS = {
     "min_mrr": ("mrr", "min"),
     "min_citation_validity": ("citation_validity", "min"),
     "min_citation_correctness": ("citation_correctness", "min"),
+    "min_follow_up_detection": ("follow_up_detection", "min"),
     "max_false_refusal": ("false_refusal_rate", "max"),
     "max_false_answer": ("false_answer_rate", "max"),
     "max_p95_ms": ("latency_p95_ms", "max"),

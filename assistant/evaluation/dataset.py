@@ -7,6 +7,9 @@ Format (field names fixed)::
      "sources": ["sommet-ia-paris-declaration.txt"], "answerable": true,
      "lang": "fr", "history": ["Qu'est-ce que le sommet de Paris ?"], "type": "conflict"}
 
+`follow_up` (optional) says whether the question needs its `history` to be understood; the report then
+scores the chain's decision to rewrite it (`follow_up_detection`).
+
 Unknown fields are rejected (a typo like "must_inlcude" would otherwise silently disable a check);
 free-form data goes in "meta".
 """
@@ -33,6 +36,8 @@ class EvalItem(BaseModel):
     answerable: bool = True
     lang: str | None = None
     history: list[str] = Field(default_factory=list)
+    # whether the question depends on its history (None: not said); when set, the rewrite decision is scored
+    follow_up: bool | None = None
     type: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
 

@@ -208,6 +208,7 @@ METRICS: dict[str, tuple[bool, str]] = {
     "context_hit": (True, "expected text in retrieved passages"),
     "citation_validity": (True, "citation validity"),
     "citation_correctness": (True, "citation correctness"),
+    "follow_up_detection": (True, "follow-up detection (rewrite decision)"),
     "latency_p50_ms": (False, "latency p50 (ms)"),
     "latency_p95_ms": (False, "latency p95 (ms)"),
 }
@@ -244,6 +245,7 @@ def aggregate(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "citations_shown": shown,
         "citation_validity": valid / shown if shown else None,
         "citation_correctness": _mean(r.get("citation_correct") for r in results),
+        "follow_up_detection": _mean(r.get("rewrite_ok") for r in results),
         "errors": sum(1 for r in results if r.get("error")),
         "latency_p50_ms": percentile(latencies, 50),
         "latency_p95_ms": percentile(latencies, 95),

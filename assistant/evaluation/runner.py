@@ -66,6 +66,10 @@ def score_item(item: EvalItem, answer: Answer, latency_ms: float | None, k: int)
         "must_include": item.must_include,
         "sources": item.sources,
         "standalone_question": answer.standalone_question,
+        "follow_up": item.follow_up,
+        # the chain answered a rewrite exactly when the question is a follow-up
+        "rewrite_ok": None if item.follow_up is None or not item.history or answer.error
+        else (answer.standalone_question.strip() != item.question.strip()) == item.follow_up,
         "answer": answer.text,
         "declined": answer.declined,
         "error": answer.error,

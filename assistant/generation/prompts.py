@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from assistant.citations import neutralise_markers
 from assistant.models import ScoredPassage, Turn
 
 LANGUAGES = {"fr": "French", "en": "English"}
@@ -37,6 +38,7 @@ def approx_tokens(text: str) -> int:
 
 def fence(n: int, passage: ScoredPassage, text: str | None = None) -> str:
     body = (text if text is not None else passage.text).replace("<<<", "‹‹‹").replace(">>>", "›››")
+    body = neutralise_markers(body)  # a document's own "[1]" is not a passage number
     header = f"source: {passage.source}" + (f" — title: {passage.title}" if passage.title else "")
     return f"<<<PASSAGE {n}>>>\n{header}\n{body}\n<<<END PASSAGE {n}>>>"
 
