@@ -360,7 +360,18 @@ def test_api_key_required_everywhere_but_health(corpus, tmp_path):
 
 def test_without_key_the_server_is_open(http):
     assert http.get("/v1/models").status_code == 200
-    assert http.get("/docs").status_code == 200
+    assert http.get("/openapi.json").json()["paths"].keys() >= {"/v1/chat/completions", "/v1/search", "/v1/jobs/{job_id}"}
+
+
+def test_docs_page_loads_nothing_from_outside(http):
+    import re
+
+    page = http.get("/docs")
+    assert page.status_code == 200 and "swagger" in page.text.lower()
+    urls = re.findall(r"""(?:src|href|url)\s*[=:]\s*['"]([^'"]+)['"]""", page.text)
+    assert urls and all(u.startswith("/") for u in urls), urls
+    for u in urls:
+        assert http.get(u).status_code == 200, u
 
 
 def test_non_loopback_bind_without_key_and_workers_with_embedded_chroma_are_refused(corpus):
