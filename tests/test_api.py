@@ -333,6 +333,32 @@ def test_refused_uploads_are_400_and_change_nothing(http):
     assert http.get("/v1/jobs/" + "0" * 32).status_code == 404
 
 
+def test_store_or_llm_down_is_503_with_the_readable_message(corpus, tmp_path):
+    root, data, knowledge = corpus
+    closed = str(free_port())  # nothing listens there
+    srv = start_server(data, knowledge, tmp_path / "down.log", CHROMA_HOST="127.0.0.1", CHROMA_PORT=closed)
+    try:
+        c = openai.OpenAI(base_url=srv.url + "/v1", api_key="unused", max_retries=0, timeout=300)
+        for call in (lambda: c.models.list(), lambda: ask(c, "Qui est Keir Starmer ?")):
+            with pytest.raises(openai.InternalServerError) as err:
+                call()
+            assert err.value.status_code == 503
+            assert f"cannot open the Chroma server at 127.0.0.1:{closed}" in err.value.body["message"]
+    finally:
+        srv.stop()
+    srv = start_server(data, knowledge, tmp_path / "llm.log", ASSISTANT_GENERATOR="openai",
+                       OPENAI_BASE_URL=f"http://127.0.0.1:{closed}/v1", ASSISTANT_LLM_MAX_RETRIES="0",
+                       ASSISTANT_LLM_TIMEOUT="5")
+    try:
+        c = openai.OpenAI(base_url=srv.url + "/v1", api_key="unused", max_retries=0, timeout=300)
+        with pytest.raises(openai.InternalServerError) as err:
+            ask(c, "Qui est Keir Starmer ?")
+        assert err.value.status_code == 503 and err.value.body["code"] == "unavailable"
+        assert "Traceback" not in err.value.body["message"] and err.value.body["message"]
+    finally:
+        srv.stop()
+
+
 # --- auth and binding --------------------------------------------------------------------------------------
 def test_api_key_required_everywhere_but_health(corpus, tmp_path):
     root, data, knowledge = corpus

@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from assistant.api import openai_format as oa
 from assistant.api.service import ApiError, Service, answer_error
 from assistant.config import Settings
+from assistant.store import KnowledgeBaseMissing, StoreError
 
 log = logging.getLogger(__name__)
 OPEN_PATHS = frozenset({"/health"})
@@ -141,6 +142,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
         return _error_response(exc.status, exc.message, exc.type, exc.code, exc.param)
+
+    @app.exception_handler(StoreError)
+    async def _store(request: Request, exc: StoreError):
+        from assistant.chain import safe_message
+
+        if isinstance(exc, KnowledgeBaseMissing):
+            return _error_response(404, safe_message(exc, settings), code="model_not_found")
+        return _error_response(503, safe_message(exc, settings), "service_unavailable", "store_unavailable")
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
