@@ -575,3 +575,22 @@ def test_document_markup_is_inert_and_chunks_rejoin():
     assert safe == ('Voir !\\[x]\\(http://evil/p.png) et \\<img src=x> puis [lien]\\(http://e) ; '
                     '[1]\\: http://e ; marqueur [2].')
     assert "".join(oa.pieces("Un  texte\navec des\n\nlignes [1].  ")) == "Un  texte\navec des\n\nlignes [1].  "
+
+
+def test_job_records_survive_the_process_and_a_dead_server_is_reported(tmp_path):
+    from assistant.api.service import JOB_RETENTION_S, Jobs
+
+    jobs = Jobs(tmp_path / "jobs")
+    job = jobs.create("default", files=["a.txt"])
+    jobs.update(job, status="running")
+    assert Jobs(tmp_path / "jobs").get(job["id"])["status"] == "running"  # another worker reads it
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    jobs.update(job, pid=dead.pid)
+    seen = jobs.get(job["id"])
+    assert seen["status"] == "failed" and "stopped" in seen["error"]
+    assert jobs.get("../../etc/passwd") is None and jobs.get("0" * 32) is None
+    old = tmp_path / "jobs" / f"{job['id']}.json"
+    os.utime(old, (time.time() - JOB_RETENTION_S - 10,) * 2)
+    jobs.create("default")
+    assert not old.exists()

@@ -232,14 +232,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         Library page's rules are saved, then the knowledge base is indexed in the background: poll
         `GET /v1/jobs/{id}`. 400 when every file was refused."""
         form = await request.form(max_files=100)
-        files = []
-        for item in form.getlist("files") + form.getlist("file"):
-            if isinstance(item, str):
-                raise ApiError(400, "`files` must be file parts (multipart/form-data)", param="files")
-            files.append((item.filename or "", await item.read()))
-        if not files:
-            raise ApiError(400, "no file: send one or more `files` parts (multipart/form-data)", param="files")
-        replace = str(form.get("replace", "")).lower() in ("1", "true", "yes", "on")
+        try:
+            files = []
+            for item in form.getlist("files") + form.getlist("file"):
+                if isinstance(item, str):
+                    raise ApiError(400, "`files` must be file parts (multipart/form-data)", param="files")
+                files.append((item.filename or "", await item.read()))
+            if not files:
+                raise ApiError(400, "no file: send one or more `files` parts (multipart/form-data)", param="files")
+            replace = str(form.get("replace", "")).lower() in ("1", "true", "yes", "on")
+        finally:
+            await form.close()  # spooled temporary files go at once
         results, job = await run_in_threadpool(service.upload, kb, files, replace)
         if not any(r["ok"] for r in results):
             refused = "; ".join(f"{r['name']}: {r['message']}" for r in results)

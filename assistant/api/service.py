@@ -63,6 +63,9 @@ def answer_error(answer: Answer) -> ApiError:
     return ApiError(status, answer.error or "internal error", type_, code)
 
 
+JOB_RETENTION_S = 7 * 24 * 3600  # finished job records older than this are removed when a new job starts
+
+
 class Jobs:
     """Ingest jobs as JSON files (`<data_dir>/api/jobs/<id>.json`), readable from every worker."""
 
@@ -71,9 +74,10 @@ class Jobs:
         self._lock = threading.Lock()
 
     def create(self, kb: str, **fields) -> dict:
+        self._prune()
         job = {"id": uuid.uuid4().hex, "kind": "ingest", "kb": kb, "status": "queued",
                "progress": {"done": 0, "total": None, "current": None}, "created": time.time(),
-               "started": None, "finished": None, "report": None, "error": None, **fields}
+               "started": None, "finished": None, "report": None, "error": None, "pid": os.getpid(), **fields}
         self._write(job)
         return job
 
@@ -81,9 +85,22 @@ class Jobs:
         if not _JOB_ID.match(job_id or ""):
             return None
         try:
-            return json.loads((self.folder / f"{job_id}.json").read_text(encoding="utf-8"))
+            job = json.loads((self.folder / f"{job_id}.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
+        if job.get("status") in ("queued", "running") and not _alive(job.get("pid")):
+            job.update(status="failed", error="the server stopped during this ingest: upload again or run "
+                       "`assistant ingest` (it repairs a partial one)")
+        return job
+
+    def _prune(self) -> None:
+        cutoff = time.time() - JOB_RETENTION_S
+        for path in self.folder.glob("*.json") if self.folder.is_dir() else ():
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+            except OSError:
+                pass
 
     def update(self, job: dict, **fields) -> dict:
         with self._lock:
@@ -276,6 +293,16 @@ class Service:
     def wait_for_jobs(self, timeout: float | None = None) -> None:
         for thread in list(self._threads):
             thread.join(timeout)
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (TypeError, ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _store_error(exc: StoreError, settings: Settings) -> ApiError:
