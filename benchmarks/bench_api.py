@@ -5,8 +5,9 @@ Client threads (httpx, one connection each) send `POST /v1/chat/completions` and
 1, 8 and 32 concurrent clients; every request's latency is recorded, throughput = requests / wall.
 Both sides first answer every question once, untimed (caches warm). References measured in the same
 run, on the same questions:
-- the floor: `Assistant.ask` / `retriever.search` in this process, serially (one client); for search
-  also from as many threads as the machine has cores ("one process with both cores");
+- the floor: `Assistant.ask` / `retriever.search` in this process, serially (one client), interleaved
+  request by request with the one-client API figures; for search also from as many threads as the
+  machine has cores ("one process with both cores");
 - today's path: 8 concurrent `assistant ask` processes, one question each (each loads the embedding
   model and Chroma again).
 Targets (issue 11): chat p50 at 8 clients ≤ 2 × the in-process p50; search throughput at 32 clients
@@ -65,6 +66,19 @@ def _run_clients(fn, items: list, clients: int) -> dict:
     return _stats(lat, time.perf_counter() - t0, errors)
 
 
+def _interleaved(fa, fb, items: list) -> tuple[dict, dict]:
+    """One client each, alternating request by request: (stats of fa, stats of fb)."""
+    lat: tuple[list[float], list[float]] = ([], [])
+    errors = [0, 0]
+    for item in items:
+        for i, fn in enumerate((fa, fb)):
+            t = time.perf_counter()
+            ok = fn(item)
+            lat[i].append(time.perf_counter() - t)
+            errors[i] += not ok
+    return _stats(lat[0], sum(lat[0]), errors[0]), _stats(lat[1], sum(lat[1]), errors[1])
+
+
 def _start_server(data: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
     import socket
     import urllib.request
@@ -113,21 +127,11 @@ def run(cfg: dict, data: Path, work: Path) -> dict:
     search_qs = _questions(cfg["api_search_requests"])
     st = settings(data, generator="extractive")
 
-    # --- the floor: in this process
+    # the server and the in-process floor side by side; the one-client figures of both are measured
+    # interleaved, request by request, so that the load of a shared machine weighs on both alike
     assistant = Assistant(st, "default")
-    for q in dict.fromkeys(chat_qs):  # warm, untimed: model, index, BM25, the sentences' vectors
-        assistant.ask(q)
-    floor_chat = _run_clients(lambda q: not assistant.ask(q).error, chat_qs, 1)
     retriever = assistant.retriever
-    floor_search = _run_clients(lambda q: retriever.search(q) is not None, search_qs, 1)
     cores = os.cpu_count() or 1
-    floor_search_cores = _run_clients(lambda q: retriever.search(q) is not None, search_qs, cores)
-    best_in_process_search = max(floor_search["throughput_rps"], floor_search_cores["throughput_rps"])
-    log(f"part 7: in-process chat p50 {floor_chat['p50_ms']} ms; search {floor_search['throughput_rps']} req/s "
-        f"(1 thread), {floor_search_cores['throughput_rps']} req/s ({cores} threads)")
-    del assistant, retriever
-
-    # --- the server
     proc, url = _start_server(data, work / "api-server.log")
     chat: dict[str, dict] = {}
     search: dict[str, dict] = {}
@@ -141,15 +145,24 @@ def run(cfg: dict, data: Path, work: Path) -> dict:
             def search_one(q):
                 return h.post("/v1/search", json={"query": q}).status_code == 200
 
-            for q in dict.fromkeys(chat_qs):  # the same untimed warm-up pass as in process
+            for q in dict.fromkeys(chat_qs):  # warm, untimed: model, index, BM25, the sentences' vectors
+                assistant.ask(q)
                 chat_one(q)
-            for n in levels:
+            floor_chat, chat["1"] = _interleaved(lambda q: not assistant.ask(q).error, chat_one, chat_qs)
+            floor_search, search["1"] = _interleaved(lambda q: retriever.search(q) is not None, search_one, search_qs)
+            floor_search_cores = _run_clients(lambda q: retriever.search(q) is not None, search_qs, cores)
+            log(f"part 7: 1 client: chat p50 {chat['1']['p50_ms']} ms (in process {floor_chat['p50_ms']} ms); "
+                f"search {search['1']['throughput_rps']} req/s (in process {floor_search['throughput_rps']} req/s, "
+                f"{floor_search_cores['throughput_rps']} req/s from {cores} threads)")
+            for n in [n for n in levels if n != 1]:
                 chat[str(n)] = _run_clients(chat_one, chat_qs, n)
                 search[str(n)] = _run_clients(search_one, search_qs, n)
                 log(f"part 7: {n} clients: chat p50 {chat[str(n)]['p50_ms']} ms, {chat[str(n)]['throughput_rps']} req/s; "
                     f"search p50 {search[str(n)]['p50_ms']} ms, {search[str(n)]['throughput_rps']} req/s")
     finally:
         _stop(proc)
+    best_in_process_search = max(floor_search["throughput_rps"], floor_search_cores["throughput_rps"])
+    del assistant, retriever
 
     # --- today's path: concurrent `assistant ask` processes
     exe = str(Path(sys.executable).parent / "assistant")

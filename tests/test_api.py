@@ -409,6 +409,56 @@ def test_non_loopback_bind_without_key_and_workers_with_embedded_chroma_are_refu
         assert ("API key" in proc.stderr) if "--host" in args else ("Chroma server" in proc.stderr)
 
 
+@pytest.mark.slow
+def test_workers_share_a_chroma_server_and_see_each_others_ingest(chroma_server, tmp_path):
+    """`--workers 2` over a Chroma server: an upload indexed by one worker is found by both (fresh
+    connections land on either), and the job can be read from either."""
+    host, port, _ = chroma_server
+    knowledge = tmp_path / "knowledge"
+    knowledge.mkdir()
+    log_path = tmp_path / "workers.log"
+    env = _env(tmp_path / "data", knowledge, CHROMA_HOST=host, CHROMA_PORT=str(port), ASSISTANT_KB="workers")
+    srv_port = free_port()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "assistant.cli", "serve", "--port", str(srv_port),
+                                 "--workers", "2"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    srv = Server(f"http://127.0.0.1:{srv_port}", proc, log_path)
+    try:
+        _wait_http(srv.url + "/health", timeout=180, proc=proc)
+
+        def fresh(method: str, path: str, **kw):
+            with httpx.Client(base_url=srv.url, timeout=300) as h:  # a new connection each time
+                return h.request(method, path, **kw)
+
+        def upload_and_wait(name: str, data: bytes) -> None:
+            r = fresh("POST", "/v1/kbs/workers/documents", files=[("files", (name, data, "text/plain"))])
+            assert r.status_code == 202, r.text
+            deadline = time.monotonic() + 300
+            while (job := fresh("GET", f"/v1/jobs/{r.json()['job']['id']}").json())["status"] not in ("done", "failed"):
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            assert job["status"] == "done", job
+
+        def top_sources(query: str, n: int = 16) -> tuple[set, set]:
+            pids, sources = set(), set()
+            for _ in range(n):
+                pids.add(fresh("GET", "/health").json()["pid"])
+                r = fresh("POST", "/v1/search", json={"query": query, "kb": "workers", "k": 1})
+                assert r.status_code == 200, r.text
+                sources.add(r.json()[0]["source"])
+            return pids, sources
+
+        upload_and_wait("phare.txt", LIGHTHOUSE.encode())
+        pids, sources = top_sources("phare de Kerbrat 1887")
+        assert sources == {"phare.txt"}
+        upload_and_wait(VANCE, (KNOWLEDGE / VANCE).read_bytes())  # both workers have the base open now
+        pids2, sources = top_sources("Guo Jiakun porte-parole")
+        assert sources == {VANCE}
+        assert len(pids | pids2) == 2, "the requests did not reach both workers"
+    finally:
+        srv.stop()
+
+
 # --- concurrency ------------------------------------------------------------------------------------------
 QUESTIONS = [
     "Qui a représenté Xi Jinping au sommet ?",

@@ -10,6 +10,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import os
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -173,7 +174,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # --- routes
     @app.get("/health", tags=["service"])
     def health() -> dict:
-        return {"status": "ok", "generator": settings.resolved_generator, "default_kb": settings.kb}
+        return {"status": "ok", "generator": settings.resolved_generator, "default_kb": settings.kb,
+                "pid": os.getpid()}
 
     @app.get("/v1/models", tags=["openai"])
     def models() -> dict:
