@@ -8,7 +8,7 @@ export LANGSMITH_TRACING := false
 export LANGSMITH_TRACING_V2 := false
 export LANGCHAIN_TRACING_V2 := false
 
-.PHONY: setup run chat ingest test eval bench clean
+.PHONY: setup run chat serve ingest test eval bench clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,9 @@ run: ingest
 
 chat: ingest
 	$(BIN)/assistant chat
+
+serve: ingest
+	$(BIN)/assistant serve $(SERVE_ARGS)
 
 test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

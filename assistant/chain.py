@@ -145,12 +145,14 @@ class Assistant:
         q = state["question"].strip()
         limit = self.settings.max_question_chars
         if not q:
-            state["answer"] = self._answer(state, error="The question is empty: please type a question.")
+            state["answer"] = self._answer(state, error="The question is empty: please type a question.",
+                                           error_kind="invalid")
         elif len(q) > limit:
             state["answer"] = self._answer(
                 state,
                 error=f"The question is too long ({len(q):,} characters; the limit is {limit:,}). "
                 "Please shorten it.",
+                error_kind="too_long",
             )
         elif is_off_task(q):
             state["answer"] = self._answer(state, text=OFF_TASK[state["lang"]], declined=True)
@@ -266,7 +268,7 @@ class Assistant:
         )
 
     def _failed(self, state: dict, exc: Exception) -> Answer:
-        return self._answer(state, error=safe_message(exc, self.settings))
+        return self._answer(state, error=safe_message(exc, self.settings), error_kind=error_kind(exc))
 
 
 def _sentence_refs(citations: Sequence[Citation], passages: Sequence[ScoredPassage]) -> list[SentenceRef]:
@@ -293,6 +295,18 @@ def _add_citation(citations: list[Citation], passages, documents, quote: str, so
             )
             return number
     return None
+
+
+def error_kind(exc: Exception) -> str:
+    """The `Answer.error_kind` of a failure: a missing knowledge base, a store or model that cannot be
+    reached, or anything else."""
+    from assistant.store import KnowledgeBaseMissing, StoreError
+
+    if isinstance(exc, KnowledgeBaseMissing):
+        return "not_found"
+    if isinstance(exc, (StoreError, GenerationError)):
+        return "unavailable"
+    return "internal"
 
 
 def safe_message(exc: Exception, settings: Settings) -> str:

@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="print the settings in force (secrets masked)")
     p.set_defaults(func=cmd_config)
 
-    for module in ("assistant.answer_cli", "assistant.evaluation.cli"):
+    for module in ("assistant.answer_cli", "assistant.evaluation.cli", "assistant.api.cli"):
         try:
             importlib.import_module(module).register(sub)
         except ModuleNotFoundError as exc:

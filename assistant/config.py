@@ -85,6 +85,15 @@ class Settings(BaseSettings):
     max_document_passages: int = Field(2000, ge=1, validation_alias=_env("ASSISTANT_MAX_DOCUMENT_PASSAGES"))
     support_threshold: float = Field(0.5, validation_alias=_env("ASSISTANT_SUPPORT_THRESHOLD"))
 
+    # --- HTTP API (`assistant serve`)
+    api_host: str = Field("127.0.0.1", validation_alias=_env("ASSISTANT_API_HOST"))
+    api_port: int = Field(8000, ge=1, le=65535, validation_alias=_env("ASSISTANT_API_PORT"))
+    # required as `Authorization: Bearer …` on every route but /health when set; never logged or shown
+    api_key: SecretStr | None = Field(None, validation_alias=_env("ASSISTANT_API_KEY"))
+    api_workers: int = Field(1, ge=1, le=64, validation_alias=_env("ASSISTANT_API_WORKERS"))
+    # JSON request bodies; an upload may carry max_upload_mb of files on top
+    api_max_request_mb: float = Field(1.0, gt=0, validation_alias=_env("ASSISTANT_API_MAX_REQUEST_MB"))
+
     @classmethod
     def settings_customise_sources(
         cls,

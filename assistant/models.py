@@ -106,3 +106,6 @@ class Answer(BaseModel):
     model: str = ""
     kb: str = ""
     error: str | None = None  # readable error message; never a stack trace or a secret
+    # what kind of problem `error` is, for callers that map it (the HTTP API's status codes): "invalid",
+    # "too_long", "not_found" (no such knowledge base), "unavailable" (store or LLM down), "internal"
+    error_kind: str | None = None

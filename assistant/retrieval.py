@@ -4,6 +4,7 @@ Exposed as a LangChain `BaseRetriever`; `search()` returns typed `ScoredPassage`
 """
 from __future__ import annotations
 
+import threading
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -42,24 +43,49 @@ class HybridRetriever(BaseRetriever):
     kb: str
     k: int = 5
     _store: VectorStore = PrivateAttr()
-    _lexical: LexicalIndex | None = PrivateAttr(default=None)
-    _lexical_mtime: float = PrivateAttr(default=-1.0)
+    # (version of the saved index, the index), replaced as one object: a reader never pairs one
+    # version with another's index
+    _lexical: tuple[str, LexicalIndex] | None = PrivateAttr(default=None)
+    _lexical_lock: Any = PrivateAttr(default_factory=threading.Lock)
     last_timings: dict[str, float] = {}
 
     def model_post_init(self, __context: Any) -> None:
         self._store = open_store(self.settings, self.kb, create=False)
 
-    # --- lexical index, reloaded when an ingest or a delete rewrote it
+    @property
+    def store(self) -> VectorStore:
+        return self._store
+
+    # --- lexical index, reloaded when an ingest or a delete rewrote it (here or in another process)
     def _lexical_index(self) -> LexicalIndex:
-        meta = lexical_dir(self.settings, self.kb) / "meta.json"
-        mtime = meta.stat().st_mtime if meta.exists() else -1.0
-        if self._lexical is None or mtime != self._lexical_mtime:
-            self._lexical = LexicalIndex.load(meta.parent) if mtime >= 0 else None
-            if self._lexical is None:  # missing (e.g. a Chroma server filled elsewhere): derive it
-                self._lexical = rebuild_lexical(self.settings, self.kb, self._store)
-                mtime = meta.stat().st_mtime if meta.exists() else -1.0
-            self._lexical_mtime = mtime
-        return self._lexical
+        """The BM25 index, safe for concurrent searches. While one thread loads a newer index, the
+        others keep searching with the one in hand; a folder being swapped in by a writer (no
+        meta.json for an instant) is never taken for a missing index."""
+        folder = lexical_dir(self.settings, self.kb)
+        current = self._lexical
+        if current is not None:
+            version = _lexical_version(folder)
+            if version is None or version == current[0]:
+                return current[1]
+            if not self._lexical_lock.acquire(blocking=False):
+                return current[1]
+        else:
+            self._lexical_lock.acquire()
+        try:
+            current = self._lexical
+            if current is not None and current[0] == _lexical_version(folder):
+                return current[1]
+            loaded = _load_lexical(folder)
+            if loaded is None:
+                if current is not None:
+                    return current[1]
+                # missing (e.g. a Chroma server filled elsewhere): derive it
+                index = rebuild_lexical(self.settings, self.kb, self._store)
+                loaded = (_lexical_version(folder) or "", index)
+            self._lexical = loaded
+            return loaded[1]
+        finally:
+            self._lexical_lock.release()
 
     def search(self, query: str, k: int | None = None, query_vector: np.ndarray | None = None) -> list[ScoredPassage]:
         k = k or self.k
@@ -115,6 +141,28 @@ class HybridRetriever(BaseRetriever):
         """The full text of a source document (offsets of passages and citations index into it)."""
         found = document_file(self.settings, self.kb, source)  # knowledge/ or the uploads folder
         return _document_text(str(found[0]), str(found[1])) if found else None
+
+
+def _lexical_version(folder: Path) -> str | None:
+    """Identifies one saved lexical index (every save swaps in a new folder, so a new meta.json)."""
+    try:
+        st = (folder / "meta.json").stat()
+    except OSError:
+        return None
+    return f"{st.st_ino}-{st.st_mtime_ns}-{st.st_size}"
+
+
+def _load_lexical(folder: Path, tries: int = 5) -> tuple[str, LexicalIndex] | None:
+    """The saved index with its version; a load that overlapped a writer's swap is retried."""
+    for attempt in range(tries):
+        before = _lexical_version(folder)
+        if before is not None:
+            index = LexicalIndex.load(folder)
+            if index is not None and _lexical_version(folder) == before:
+                return before, index
+        if attempt + 1 < tries:
+            time.sleep(0.02 * (attempt + 1))
+    return None
 
 
 @lru_cache(maxsize=64)

@@ -124,6 +124,11 @@ class VectorStore:
         makes Chroma warn about the absent embedding function)."""
         return ((self._col.configuration_json or {}).get("hnsw") or {}).get("ef_search")
 
+    @property
+    def collection_id(self) -> str:
+        """Changes when the collection is dropped and made again (a rebuild)."""
+        return str(self._col.id)
+
     # --- writing
     def upsert(self, passages: Sequence[Passage], vectors: np.ndarray, extra: dict[str, Any]) -> None:
         for i in range(0, len(passages), _BATCH):

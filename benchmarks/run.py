@@ -7,7 +7,8 @@ the same run as its reference; writes benchmarks/results.json and prints a table
     .venv/bin/python benchmarks/run.py --parts 3 --quick           # only some parts
 
 Parts: 1 ingestion throughput + encoder tuning, 2 unchanged re-ingest, 3 retrieval latency and recall,
-4 answer latency, 5 cold start, 6 quality against a textbook LangChain RAG. See benchmarks/README.md.
+4 answer latency, 5 cold start, 6 quality against a textbook LangChain RAG, 7 the HTTP API under
+concurrent clients. See benchmarks/README.md.
 """
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ MODES = {
         "scales": [1_000, 10_000, 100_000], "queries": 200, "passes": 3, "ef_sweep": [100, 200, 400, 800, 1600],
         "answer_questions": None, "answer_passes": 2, "cold_reps": 3, "app_cold_start": True,
         "gold_questions": None, "piaf_questions": 300,
+        "api_levels": [1, 8, 32], "api_chat_requests": 96, "api_search_requests": 640,
+        "api_process_clients": 8, "api_process_requests": 16,
     },
     "quick": {
         "piaf_articles": 6, "reps": 2,
@@ -49,6 +52,8 @@ MODES = {
         "scales": [1_000], "queries": 50, "passes": 2, "ef_sweep": [100, 800],
         "answer_questions": 12, "answer_passes": 1, "cold_reps": 1, "app_cold_start": True,
         "gold_questions": None, "piaf_questions": 60,
+        "api_levels": [1, 8, 32], "api_chat_requests": 64, "api_search_requests": 320,
+        "api_process_clients": 8, "api_process_requests": 8,
     },
     "smoke": {
         "piaf_articles": 1, "reps": 1,
@@ -57,9 +62,11 @@ MODES = {
         "scales": [300], "queries": 5, "passes": 1, "ef_sweep": [100],
         "answer_questions": 2, "answer_passes": 1, "cold_reps": 1, "app_cold_start": False,
         "gold_questions": 5, "piaf_questions": 5,
+        "api_levels": [1, 2], "api_chat_requests": 4, "api_search_requests": 8,
+        "api_process_clients": 2, "api_process_requests": 2,
     },
 }
-ALL_PARTS = (1, 2, 3, 4, 5, 6)
+ALL_PARTS = (1, 2, 3, 4, 5, 6, 7)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     size = ap.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="small sizes, a couple of minutes")
     size.add_argument("--smoke", action="store_true", help="tiny sizes, for the test suite")
-    ap.add_argument("--parts", default="1,2,3,4,5,6", help="comma-separated parts to run (default: all)")
+    ap.add_argument("--parts", default="1,2,3,4,5,6,7", help="comma-separated parts to run (default: all)")
     ap.add_argument("--out", type=Path, default=BENCH_DIR / "results.json", help="where to write the JSON results")
     ap.add_argument("--work", type=Path, help="working directory (default: a temporary one, removed at the end)")
     ap.add_argument("--keep", action="store_true", help="keep the working directory")
@@ -130,6 +137,7 @@ def _guard(results: dict, key: str, fn, *a):
 
 def run_parts(cfg: dict, parts: list[int], work: Path, results: dict) -> None:
     import bench_answer
+    import bench_api
     import bench_ingest
     import bench_quality
     import bench_retrieval
@@ -153,7 +161,7 @@ def run_parts(cfg: dict, parts: list[int], work: Path, results: dict) -> None:
             _guard(results, "encoder_tuning", bench_ingest.tune, cfg, work, piaf_docs)
 
     gold_data = None
-    if any(p in parts for p in (4, 5, 6)):
+    if any(p in parts for p in (4, 5, 6, 7)):
         gold_data = bench_answer.prepare_gold_kb(work)
 
     if 6 in parts and piaf_data:
@@ -174,6 +182,9 @@ def run_parts(cfg: dict, parts: list[int], work: Path, results: dict) -> None:
         else:
             cold["app"] = {"status": "skipped in this mode"}
         results["cold_start"] = cold
+
+    if 7 in parts:
+        _guard(results, "api", bench_api.run, cfg, gold_data, work)
 
 
 # ---------------------------------------------------------------- the table
@@ -281,6 +292,29 @@ def render_table(r: dict) -> str:
                          f"naive {n['hit_at_5']:.3f} / {n['mrr']:.3f} / {n['answer_hit_at_5']:.3f}", target))
     if q and "gold" not in q and q.get("status", "ok") != "ok":
         rows.append(("6 quality", q["status"], "", ""))
+
+    api = r.get("api") or {}
+    if "api_chat" in api:
+        ref, ratios, met = api["reference_level"], api["ratios"], api["met"]
+        floor = api["in_process"]
+        for n in api["levels"]:
+            c, s = api["api_chat"][str(n)], api["api_search"][str(n)]
+            rows.append((f"7 API @ {n} clients: chat p50/p95 ms, req/s",
+                         f"chat {c['p50_ms']:.0f}/{c['p95_ms']:.0f} ms, {c['throughput_rps']:.2f}/s",
+                         f"search {s['p50_ms']:.1f}/{s['p95_ms']:.1f} ms, {s['throughput_rps']:.1f}/s", ""))
+        cores = api["cores"]
+        rows.append(("7 API: in-process floor", f"ask p50 {floor['chat_1_client']['p50_ms']:.0f} ms",
+                     f"search {floor['search_1_thread']['throughput_rps']:.1f}/s (1 thread), "
+                     f"{floor[f'search_{cores}_threads']['throughput_rps']:.1f}/s ({cores} threads)",
+                     f"chat p50 @ {ref} ≤ 2× floor: × {ratios['chat_p50_vs_in_process']} {_met(met['chat_p50_within_2x_in_process'])}"))
+        p = api["process_per_question"]
+        rows.append((f"7 API: {p['concurrent_processes']} concurrent `assistant ask`", f"p50 {p['p50_ms']:.0f} ms",
+                     f"{p['throughput_rps']:.2f}/s; API search @ max ≥ 0.8× one process: × "
+                     f"{ratios['search_throughput_vs_one_process']} {_met(met['search_throughput_ge_0_8_one_process'])}",
+                     f"≥ 20× slower than API chat @ {ref}: × {ratios['process_p50_vs_api_chat_p50']} "
+                     f"{_met(met['p50_20x_better_than_processes'])}"))
+    elif api:
+        rows.append(("7 API", api.get("status", ""), "", ""))
 
     widths = [max(len(row[i]) for row in rows + [("figure", "value", "reference", "target")]) for i in range(4)]
     line = lambda cells: " | ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731

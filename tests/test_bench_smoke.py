@@ -98,3 +98,17 @@ def test_quality_keys(smoke):
                 assert key in q[name][side]
         assert "hit_at_5" in q[name]["delta"]
     assert q["piaf"]["naive"]["k"] == 4 and q["piaf"]["ours"]["k"] == 5
+
+
+def test_api_keys(smoke):
+    _, r = smoke
+    api = r["api"]
+    _ok(api)
+    assert api["errors"] == 0
+    for level in api["levels"]:
+        for side in ("api_chat", "api_search"):
+            assert {"p50_ms", "p95_ms", "throughput_rps", "requests"} <= api[side][str(level)].keys()
+    assert {"chat_1_client", "search_1_thread"} <= api["in_process"].keys()
+    assert {"p50_ms", "concurrent_processes"} <= api["process_per_question"].keys()
+    assert set(api["met"]) == {"chat_p50_within_2x_in_process", "search_throughput_ge_0_8_one_process",
+                               "p50_20x_better_than_processes"}
