@@ -5,8 +5,10 @@ private data dir so uploads and deletions never touch the shared index or the re
 """
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -48,7 +50,13 @@ def texts(block) -> str:
     """Everything a person can read in a block (markdown, alerts, captions)."""
     parts = [m.value for m in block.markdown] + [m.value for m in block.caption]
     parts += [a.value for kind in ("error", "warning", "info", "success") for a in getattr(block, kind)]
-    return "\n".join(parts)
+    return "\n".join(parts + [visible(p) for p in parts])
+
+
+def visible(source: str) -> str:
+    """What a person reads from a markdown body: tags dropped, character references and backslash escapes
+    resolved."""
+    return html.unescape(re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", re.sub(r"<[^>]+>", "", source)))
 
 
 def assert_no_traceback(at: AppTest) -> None:
@@ -64,11 +72,12 @@ def test_cited_answer_with_source_cards_conflict_and_details(app_env):
     assert reply.name == "assistant"
     body = texts(reply)
     assert "61" in body and "58" in body
-    assert ":blue[**[1]**]" in body  # inline markers
+    assert 'class="cite-ref" href="#cite-a0-1"' in body  # inline markers: links to their source cards
     cards = [m.value for m in reply.markdown if 'mark class="cite"' in m.value]
     assert cards, "a source card shows the cited span highlighted"
     assert "sommet-ia-paris-declaration.txt" in body and "chine-rejette-critiques-vance.txt" in body
-    assert any("disagree" in w.value and "61" in w.value and "58" in w.value for w in reply.warning)
+    conflicts = [visible(m.value) for m in reply.markdown if 'class="conflict"' in m.value]
+    assert any("disagree" in c and "61" in c and "58" in c for c in conflicts)
     assert [e.label for e in reply.expander if e.label == "Read in context"]
     details = [e for e in at.sidebar.expander if e.label.startswith("#1 · ")]
     assert details and "Timings" in texts(details[0])
@@ -107,7 +116,7 @@ def test_dead_llm_endpoint_is_a_readable_error(app_env, monkeypatch):
     at = start()
     assert "openai" in texts(at.sidebar) and "LLM configured" in texts(at.sidebar)
     ask(at, "Combien de pays ont signé la déclaration ?")
-    errors = [e.value for e in last_reply(at).error]
+    errors = [visible(e.value) for e in last_reply(at).error]
     assert errors and all(len(e) < 700 and "\n" not in e for e in errors)
     assert "Internal error" not in errors[0] and "127.0.0.1" in errors[0]  # says which endpoint failed
     assert "sk-test-not-a-real-key-123" not in texts(at.main) + texts(at.sidebar)
@@ -153,14 +162,14 @@ def test_upload_ask_delete_and_bad_uploads(private_kb):
     assert any("no index yet" in i.value for i in at.info)
 
     upload(at, "../../festival-zorglub.txt", FACT.encode())  # path parts are stripped
-    assert any("Added and indexed festival-zorglub.txt" in s.value for s in at.success)
+    assert any("Added and indexed festival-zorglub.txt" in visible(s.value) for s in at.success)
     assert (private_kb / "festival-zorglub.txt").read_text(encoding="utf-8") == FACT
     assert "festival-zorglub.txt" in at.dataframe[0].value["file"].tolist()
 
     upload(at, "photo.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00IHDR")  # binary: refused, nothing lost
-    assert any("refused" in e.value and "binary" in e.value for e in at.error)
+    assert any("refused" in e.value and "binary" in visible(e.value) for e in at.error)
     upload(at, "festival-zorglub.txt", b"Autre texte, autre contenu.")  # no silent overwrite
-    assert any("already in the library" in e.value for e in at.error)
+    assert any("already in the library" in visible(e.value) for e in at.error)
     assert (private_kb / "festival-zorglub.txt").read_text(encoding="utf-8") == FACT
     assert sorted(p.name for p in private_kb.iterdir()) == ["festival-zorglub.txt"]
 
@@ -179,7 +188,7 @@ def test_upload_ask_delete_and_bad_uploads(private_kb):
     at.switch_page("pages/library.py").run()
     at.selectbox(key="delete_choice").set_value("festival-zorglub.txt")
     at.button(key="delete_button").click().run()
-    assert any("Deleted festival-zorglub.txt" in s.value for s in at.success)
+    assert any("Deleted festival-zorglub.txt" in visible(s.value) for s in at.success)
     assert not (private_kb / "festival-zorglub.txt").exists()
 
     at.switch_page("pages/chat.py").run()
@@ -192,11 +201,11 @@ def test_create_and_switch_knowledge_base(private_kb):
     at = start("pages/library.py")
     at.text_input[-1].set_value("Bad Name!")
     next(b for b in at.button if b.label == "Create and switch").click().run()
-    assert any("invalid knowledge-base name" in e.value for e in at.error)
+    assert any("invalid knowledge-base name" in visible(e.value) for e in at.error)
     at.text_input[-1].set_value("notes")
     next(b for b in at.button if b.label == "Create and switch").click().run()
     assert at.session_state["kb"] == "notes"
-    assert any("Created knowledge base notes" in s.value for s in at.success)
+    assert any("Created knowledge base notes" in visible(s.value) for s in at.success)
     assert (private_kb.parent.parent / "notes" / "documents").is_dir()
     # AppTest drops what app.py draws before st.navigation once switch_page was used: look in a new session
     assert "notes" in start().sidebar.selectbox(key="kb").options
@@ -265,7 +274,7 @@ def test_evals_page_refuses_a_broken_report(reports):
     (reports / "broken").mkdir()
     (reports / "broken" / "report.json").write_text("{not json", encoding="utf-8")
     at = start("pages/evals.py")
-    assert any("cannot read" in e.value for e in at.error)
+    assert any("cannot read" in visible(e.value) for e in at.error)
     assert_no_traceback(at)
 
 
