@@ -133,9 +133,11 @@ def test_unreachable_chroma_server_is_a_message(app_env, monkeypatch):
     monkeypatch.setenv("CHROMA_HOST", "127.0.0.1")
     monkeypatch.setenv("CHROMA_PORT", str(free_port()))
     at = start()
-    assert any("Vector store unavailable" in e.value for e in at.sidebar.error)
+    sidebar = [visible(e.value) for e in at.sidebar.error]
+    assert any("Vector store unavailable" in e and "chroma run" in e for e in sidebar), sidebar
     ask(at, "Combien de pays ont signé la déclaration ?")
-    assert last_reply(at).error
+    errors = [visible(e.value) for e in last_reply(at).error]
+    assert errors and "Chroma server at 127.0.0.1" in errors[0] and "chroma run" in errors[0]
     at.switch_page("pages/library.py").run()
     assert at.error
     assert_no_traceback(at)
@@ -208,7 +210,7 @@ def test_create_and_switch_knowledge_base(private_kb):
     assert any("Created knowledge base notes" in visible(s.value) for s in at.success)
     assert (private_kb.parent.parent / "notes" / "documents").is_dir()
     # AppTest drops what app.py draws before st.navigation once switch_page was used: look in a new session
-    assert "notes" in start().sidebar.selectbox(key="kb").options
+    assert "notes" in start().sidebar.selectbox[0].options
 
 
 # --- evals -----------------------------------------------------------------------------------------------------
@@ -284,3 +286,94 @@ def test_top_k_slider_sets_the_passages_retrieved(app_env):
     ask(at, "Combien de pays ont signé la déclaration ?")
     assert len(at.session_state["chat"][-1]["answer"].passages) == 3
     assert at.sidebar.slider(key="_top_k").value == 3
+
+
+# --- trust: document text is data, long questions, Chroma down -------------------------------------------------
+def test_hostile_document_text_is_shown_as_text(app_env, monkeypatch, tmp_path):
+    from test_browser import HOSTILE_QUESTION, hostile_documents
+
+    from assistant.config import Settings
+    from assistant.indexing import ingest
+
+    docs, data = tmp_path / "hostile", tmp_path / "data"
+    hostile_documents(docs, 9)
+    ingest(Settings(data_dir=data, knowledge_dir=docs))
+    monkeypatch.setenv("ASSISTANT_DATA_DIR", str(data))
+    monkeypatch.setenv("ASSISTANT_KNOWLEDGE_DIR", str(docs))
+    at = ask(start(), HOSTILE_QUESTION)
+    reply = last_reply(at)
+    bodies = [m.value for m in reply.markdown]
+    shown = "\n".join(visible(b) for b in bodies)
+    for literal in ("**bold**", ":warning:", "<b>html</b>", "[/]", ":material/home:", "a -> b", "rapport [1] du port",
+                    "![pixel](http://127.0.0.1:9/pixel.png?leak=conversation)", "[x](http://127.0.0.1:9/link)"):
+        assert literal in shown, literal
+    for body in bodies:  # what the browser gets: no markup of the document's, only our tags
+        tags = re.findall(r"<(/?[a-z]+)", body)
+        assert set(tags) <= {"div", "/div", "span", "/span", "a", "/a", "b", "/b", "mark", "/mark", "br", "ul", "/ul",
+                             "li", "/li", "code", "/code"}, body
+        assert "](" not in body and ":warning:" not in body and "**" not in body and "<img" not in body
+        assert all(a.startswith('<a class="cite-ref" href="#cite-') for a in re.findall(r"<a [^>]*>", body))
+        assert not re.search(r"<b>html", body)
+    assert all("](" not in c.value and ":warning:" not in c.value for c in reply.caption)
+    labels = [e.label for e in at.sidebar.expander]
+    assert labels and all("[" not in label and ":" not in label.split("·", 1)[1] for label in labels)
+    assert_no_traceback(at)
+
+
+def test_too_long_question_is_put_back_with_the_limit(app_env, monkeypatch):
+    monkeypatch.setenv("ASSISTANT_MAX_QUESTION_CHARS", "60")
+    at = start()
+    question = "Combien de pays ont signé la déclaration du sommet de Paris sur l'IA, et lesquels ?"
+    assert len(question) > 60
+    ask(at, question)
+    warnings = [visible(w.value) for w in at.warning]
+    assert any(f"{len(question)} characters" in w and "the limit is 60" in w for w in warnings), warnings
+    assert at.chat_input[0].proto.value == question  # back in the box, to be shortened
+    assert not at.session_state["chat"]
+    ask(at, "Combien de pays ont signé la déclaration ?")  # a shorter one goes through
+    assert "61" in texts(last_reply(at))
+
+
+@pytest.fixture
+def own_chroma_server(tmp_path):
+    """A `chroma run` of this test's own, that the test may stop."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import _wait_http
+
+    exe = shutil.which("chroma", path=str(Path(sys.executable).parent)) or shutil.which("chroma")
+    port = free_port()
+    log = open(tmp_path / "chroma.log", "w")
+    proc = subprocess.Popen([exe, "run", "--path", str(tmp_path / "chroma"), "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/api/v2/heartbeat", proc=proc)
+        yield port, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(10)
+        log.close()
+
+
+def test_chroma_server_stopping_mid_session_says_how_to_start_it(app_env, own_chroma_server, monkeypatch, tmp_path):
+    from assistant.config import Settings
+    from assistant.indexing import ingest
+
+    port, proc = own_chroma_server
+    monkeypatch.setenv("CHROMA_HOST", "127.0.0.1")
+    monkeypatch.setenv("CHROMA_PORT", str(port))
+    monkeypatch.setenv("ASSISTANT_DATA_DIR", str(tmp_path / "data"))
+    ingest(Settings())
+    at = ask(start(), "Combien de pays ont signé la déclaration ?")
+    assert "61" in texts(last_reply(at))
+    proc.terminate()
+    proc.wait(10)
+    ask(at, "Qui est Keir Starmer ?")
+    errors = [visible(e.value) for e in last_reply(at).error]
+    assert errors and "Internal error" not in errors[0] and "ConnectError" not in errors[0]
+    assert f"Chroma server at 127.0.0.1:{port}" in errors[0] and "chroma run" in errors[0] and "CHROMA_HOST" in errors[0]
+    assert_no_traceback(at)

@@ -54,8 +54,15 @@ def sidebar(settings) -> None:
             st.session_state[state.KBS_KEY] = None
             st.error(f"Vector store unavailable — {render.alert_text(state.short_error(exc, 600))}")
         options = sorted(set(kbs) | {settings.kb})
-        st.selectbox("Knowledge base", options, key=state.KB_KEY,
-                     help="Each knowledge base is its own collection of documents (create one on the Library page)")
+        # The session's knowledge base lives in session_state[KB_KEY], not in the widget: the selector is
+        # drawn with that choice as its index and no key, so a value the browser holds for a selector drawn
+        # before (or its default, the first name) can never replace the configured knowledge base.
+        chosen = st.selectbox("Knowledge base", options, index=options.index(settings.kb),
+                              help="Each knowledge base is its own collection of documents (create one on the "
+                                   "Library page)")
+        if chosen != settings.kb:
+            state.switch_kb(chosen)
+            st.rerun()
         if settings.resolved_generator == "openai":
             where = settings.openai_base_url or "api.openai.com"
             st.markdown(f"**Generator** `openai` · model `{settings.llm_model}`")
