@@ -318,3 +318,32 @@ def test_too_long_question_keeps_the_text_and_shows_the_limit(hostile_app, page)
     page.wait_for_timeout(500)
     assert box.input_value() == long_question  # still there, to be shortened and sent again
     assert not page.get_by_test_id("stSidebar").get_by_text("#1 · ").count()  # nothing was asked
+
+
+def test_chroma_down_says_what_is_down_and_how_to_start_it(tmp_path, page):
+    """CHROMA_HOST on a closed loopback port: the sidebar and the chat name the Chroma server and `chroma run`."""
+    port, chroma_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CHROMA_", "ASSISTANT_"))}
+    env.update(ASSISTANT_DATA_DIR=str(tmp_path / "data"), CHROMA_HOST="127.0.0.1", CHROMA_PORT=str(chroma_port),
+               LANGSMITH_TRACING_V2="false", LANGSMITH_TRACING="false", ANONYMIZED_TELEMETRY="False")
+    log = open(tmp_path / "streamlit.log", "w")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "ui" / "app.py"), "--server.address", "127.0.0.1",
+           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+           "--server.fileWatcherType", "none"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/_stcore/health", timeout=60, proc=proc)
+        page.goto(f"http://127.0.0.1:{port}")
+        box = page.get_by_test_id("stChatInputTextArea")
+        box.wait_for()
+        box.fill("Combien de pays ont signé la déclaration ?")
+        box.press("Enter")
+        reply = page.get_by_test_id("stChatMessage").last.get_by_test_id("stAlertContentError")
+        reply.wait_for()
+        text = reply.inner_text()
+        assert f"Chroma server at 127.0.0.1:{chroma_port}" in text and "chroma run" in text, text
+        assert "Internal error" not in text and "ConnectError" not in text
+        assert "chroma run" in page.get_by_test_id("stSidebar").inner_text()
+    finally:
+        _stop(proc)
+        log.close()
