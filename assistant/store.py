@@ -64,7 +64,7 @@ def unavailable_message(settings: Settings, exc: BaseException) -> str:
     if settings.chroma_host:
         host, port = settings.chroma_host, settings.chroma_port
         return (
-            f"cannot reach the Chroma server at {host}:{port} ({_short(exc)}). Start it with "
+            f"cannot open the Chroma server at {host}:{port} ({_short(exc)}). Start it with "
             f"`.venv/bin/chroma run --path <folder> --host {host} --port {port}`, "
             "or unset CHROMA_HOST to use the embedded Chroma."
         )

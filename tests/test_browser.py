@@ -266,6 +266,12 @@ def test_first_session_opens_the_configured_knowledge_base(hostile_app, page):
     assert "knowledge base default" in page.get_by_text("Answers come only from").inner_text()
     answer = _ask(page, HOSTILE_QUESTION, 1)
     assert "73" in answer.inner_text() and "Not in the sources" not in answer.inner_text()
+    # the selector still switches: pick "aaa", and the next question is answered from it
+    page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").first.click()
+    page.get_by_role("option", name="aaa").click()
+    page.get_by_text("Answers come only from the documents of the knowledge base aaa").wait_for()
+    answer = _ask(page, "Combien d'heures dorment les chats ?", 2)
+    assert "chats.txt" in answer.inner_text()
 
 
 def test_hostile_document_is_shown_as_text(hostile_app, page, tmp_path):

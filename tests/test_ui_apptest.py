@@ -377,3 +377,4 @@ def test_chroma_server_stopping_mid_session_says_how_to_start_it(app_env, own_ch
     assert errors and "Internal error" not in errors[0] and "ConnectError" not in errors[0]
     assert f"Chroma server at 127.0.0.1:{port}" in errors[0] and "chroma run" in errors[0] and "CHROMA_HOST" in errors[0]
     assert_no_traceback(at)
+
