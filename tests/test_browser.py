@@ -279,6 +279,10 @@ def test_hostile_document_is_shown_as_text(hostile_app, page, tmp_path):
     page.goto(url)
     page.get_by_test_id("stChatInputTextArea").wait_for()
     answer = _ask(page, HOSTILE_QUESTION, 1)
+    answer.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "chat-hostile-answer.png"))  # the answer's first screen, for a person
     for expander in answer.get_by_text("Read in context").all():  # the whole passage and its context too
         expander.click()
     page.get_by_test_id("stSidebar").get_by_text("Passage texts").click()
