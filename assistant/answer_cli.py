@@ -42,36 +42,40 @@ def cmd_ask(args, settings: Settings) -> int:
 
 
 def _console():
-    from rich.console import Console
+    from assistant.cli import _console as console
 
-    return Console(highlight=False, soft_wrap=True)
+    return console()
 
 
-def render(answer: Answer) -> str:
-    """The answer as rich markup: text, then the numbered sources; declines and conflicts marked."""
-    from rich.markup import escape
+def render(answer: Answer):
+    """The answer for rich: text, then the numbered sources; declines and conflicts marked. Every string that
+    comes from a document or a model is a literal `Text` (no markup, no emoji shortcodes)."""
+    from rich.text import Text
 
-    lines = []
+    lines: list = []
     if answer.declined:
-        lines.append("[bold yellow]✗ Not in the sources[/]")
+        lines.append(Text("✗ Not in the sources", "bold yellow"))
     if answer.conflicts:
-        lines.append("[bold magenta]⚠ The sources disagree[/]")
-    lines.append(escape(answer.text))
+        lines.append(Text("⚠ The sources disagree", "bold magenta"))
+    lines.append(Text(answer.text))
     if answer.citations:
-        lines.append("")
-        lines.append("[bold]Sources[/]")
+        lines.append(Text(""))
+        lines.append(Text("Sources", "bold"))
         for c in answer.citations:
-            flag = "" if c.supported else " [red](not supported by the passage)[/]"
-            lines.append(f"  [bold cyan]\\[{c.number}][/] {escape(c.title)} — [dim]{escape(c.source)}[/]{flag}")
-            lines.append(f"      « {escape(_short(c.quote))} »")
+            line = Text.assemble("  ", (f"[{c.number}]", "bold cyan"), " ", c.title, " — ", (c.source, "dim"))
+            if not c.supported:
+                line.append(" (not supported by the passage)", "red")
+            lines.append(line)
+            lines.append(Text(f"      « {_short(c.quote)} »"))
     for conflict in answer.conflicts:
-        values = ", ".join(
-            f"{escape(v.value)} ({escape(v.source)}{f' [{v.citation}]' if v.citation else ''})" for v in conflict.values
-        )
-        lines.append(f"[magenta]conflict on {escape(conflict.about)}: {values}[/]")
+        line = Text(f"conflict on {conflict.about}: ", "magenta")
+        for i, v in enumerate(conflict.values):
+            line.append((", " if i else "") + f"{v.value} ({v.source}{f' [{v.citation}]' if v.citation else ''})",
+                        "magenta")
+        lines.append(line)
     if answer.unsupported_sentences:
-        lines.append(f"[red]{len(answer.unsupported_sentences)} sentence(s) not supported by the cited passages[/]")
-    return "\n".join(lines)
+        lines.append(Text(f"{len(answer.unsupported_sentences)} sentence(s) not supported by the cited passages", "red"))
+    return Text("\n").join(lines)
 
 
 def _short(text: str, limit: int = 300) -> str:
@@ -80,14 +84,17 @@ def _short(text: str, limit: int = 300) -> str:
 
 
 def cmd_chat(args, settings: Settings) -> int:
+    from rich.live import Live
+    from rich.text import Text
+
     from assistant.chain import Assistant
 
     console = _console()
     assistant = Assistant(settings, kb=args.kb)
     console.print(
-        f"[bold]Summit assistant[/] — knowledge base [cyan]{assistant.kb}[/], generator "
-        f"[cyan]{assistant.generator_name}[/] ({assistant.model_name}). "
-        "Ask a question; [bold]/new[/] starts a new conversation; an empty line or Ctrl-D quits."
+        Text.assemble(("Summit assistant", "bold"), " — knowledge base ", (assistant.kb, "cyan"), ", generator ",
+                      (assistant.generator_name, "cyan"), f" ({assistant.model_name}). Ask a question; ",
+                      ("/new", "bold"), " starts a new conversation; an empty line or Ctrl-D quits.")
     )
     history: list[Turn] = []
     while True:
@@ -104,9 +111,6 @@ def cmd_chat(args, settings: Settings) -> int:
             console.print("[dim]New conversation.[/]")
             continue
         answer = None
-        from rich.live import Live
-        from rich.text import Text
-
         streamed = ""
         with Live(Text(""), console=console, transient=True, refresh_per_second=12) as live:
             for item in assistant.stream(question, history):
@@ -116,10 +120,10 @@ def cmd_chat(args, settings: Settings) -> int:
                     streamed += item
                     live.update(Text(streamed))
         if answer is None or answer.error:
-            console.print(f"[red]error: {answer.error if answer else 'no answer'}[/]")
+            console.print(Text(f"error: {answer.error if answer else 'no answer'}", "red"))
             continue
         if answer.standalone_question != question:
-            console.print(f"[dim](understood as: {answer.standalone_question})[/]")
+            console.print(Text(f"(understood as: {answer.standalone_question})", "dim"))
         console.print(render(answer))
         console.print()
         history.append(Turn(question=question, answer=answer.text))

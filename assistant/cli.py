@@ -17,9 +17,18 @@ from assistant.config import Settings  # noqa: E402
 
 
 def _console():
+    """Rich output where only our own markup is styled: no emoji shortcodes, no highlighting; document text
+    goes through `literal()` (or print(..., markup=False))."""
     from rich.console import Console
 
-    return Console(stderr=False, highlight=False, soft_wrap=True)
+    return Console(stderr=False, highlight=False, soft_wrap=True, emoji=False)
+
+
+def literal(text: str, style: str = ""):
+    """Document or model text for rich, printed as these exact characters (no markup, no emoji)."""
+    from rich.text import Text
+
+    return Text(text, style=style)
 
 
 def cmd_ingest(args, settings: Settings) -> int:
@@ -44,18 +53,23 @@ def cmd_ingest(args, settings: Settings) -> int:
         return 0
     if args.quiet and not report.changed and not report.skipped:
         return 0
+    from rich.text import Text
+
     out = _console()
-    out.print(
-        f"[bold]{report.kb}[/] ← {report.source_dir}: {len(report.added)} added, {len(report.updated)} updated, "
+    out.print(Text.assemble(
+        (report.kb, "bold"),
+        f" ← {report.source_dir}: {len(report.added)} added, {len(report.updated)} updated, "
         f"{len(report.removed)} removed, {len(report.unchanged)} unchanged, {len(report.skipped)} skipped; "
-        f"{report.chunks} passages ({report.embedded} embedded) in {report.seconds:.1f} s"
-    )
+        f"{report.chunks} passages ({report.embedded} embedded) in {report.seconds:.1f} s",
+    ))
     for name, reason in report.skipped:
-        out.print(f"  [yellow]skipped[/] {name}: {reason}")
+        out.print(Text.assemble(("  skipped", "yellow"), f" {name}: {reason}"))
     return 0
 
 
 def cmd_search(args, settings: Settings) -> int:
+    from rich.text import Text
+
     from assistant.retrieval import open_retriever
 
     passages = open_retriever(settings, args.kb, k=args.k).search(args.query)
@@ -68,9 +82,9 @@ def cmd_search(args, settings: Settings) -> int:
     for p in passages:
         dense = f"{p.dense_score:.3f}" if p.dense_score is not None else "-"
         lexical = f"{p.lexical_score:.2f}" if p.lexical_score is not None else "-"
-        out.print(f"[bold]{p.rank}.[/] {p.source} [dim]{p.chunk_id} chars {p.start}-{p.end} "
-                  f"fused {p.score:.4f} dense {dense} bm25 {lexical}[/]")
-        out.print("   " + " ".join(p.text.split()), soft_wrap=True)
+        out.print(Text.assemble((f"{p.rank}.", "bold"), f" {p.source} ",
+                                (f"{p.chunk_id} chars {p.start}-{p.end} fused {p.score:.4f} dense {dense} bm25 {lexical}", "dim")))
+        out.print(literal("   " + " ".join(p.text.split())), soft_wrap=True)
     return 0
 
 

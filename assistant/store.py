@@ -56,15 +56,52 @@ def connect(settings: Settings):
         settings.chroma_dir.mkdir(parents=True, exist_ok=True)
         return chromadb.PersistentClient(path=str(settings.chroma_dir), settings=chroma_settings)
     except Exception as exc:  # connection refused, bad port, unwritable directory…
-        where = (
-            f"the Chroma server at {settings.chroma_host}:{settings.chroma_port}"
-            if settings.chroma_host
-            else f"the embedded Chroma at {settings.chroma_dir}"
+        raise StoreError(unavailable_message(settings, exc)) from exc
+
+
+def unavailable_message(settings: Settings, exc: BaseException) -> str:
+    """What is down and how to bring it up: the one message for an unreachable store (CLI, UI, API)."""
+    if settings.chroma_host:
+        host, port = settings.chroma_host, settings.chroma_port
+        return (
+            f"cannot open the Chroma server at {host}:{port} ({_short(exc)}). Start it with "
+            f"`.venv/bin/chroma run --path <folder> --host {host} --port {port}`, "
+            "or unset CHROMA_HOST to use the embedded Chroma."
         )
-        raise StoreError(f"cannot open {where}: {_short(exc)}") from exc
+    return f"cannot open the embedded Chroma at {settings.chroma_dir}: {_short(exc)}"
 
 
-def _short(exc: Exception) -> str:
+def _unreachable(exc: BaseException) -> bool:
+    """A lost connection to a Chroma server (it stopped after the client was made)."""
+    try:
+        import httpx
+
+        transport = (httpx.TransportError,)
+    except ImportError:  # pragma: no cover - httpx comes with chromadb
+        transport = ()
+    return isinstance(exc, (ConnectionError, *transport))
+
+
+def _reachable(method):
+    """Turn a lost connection to the Chroma server, in any call of a VectorStore method, into the StoreError
+    that says how to start it (instead of an `Internal error (ConnectError)`)."""
+    import functools
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except StoreError:
+            raise
+        except Exception as exc:
+            if self._settings.chroma_host and _unreachable(exc):
+                raise StoreError(unavailable_message(self._settings, exc)) from exc
+            raise
+
+    return call
+
+
+def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:200]
 
@@ -76,6 +113,7 @@ class VectorStore:
         self.kb = check_kb_name(kb)
         self.model, self.dim = model, dim
         self.search_ef = settings.hnsw_search_ef
+        self._settings = settings
         self._client = connect(settings)
         name = _PREFIX + kb
         try:
@@ -130,6 +168,7 @@ class VectorStore:
         return str(self._col.id)
 
     # --- writing
+    @_reachable
     def upsert(self, passages: Sequence[Passage], vectors: np.ndarray, extra: dict[str, Any]) -> None:
         for i in range(0, len(passages), _BATCH):
             part = passages[i : i + _BATCH]
@@ -140,12 +179,14 @@ class VectorStore:
                 metadatas=[_metadata(p, extra) for p in part],
             )
 
+    @_reachable
     def delete_ids(self, ids: Iterable[str]) -> None:
         ids = list(ids)
         for i in range(0, len(ids), _BATCH):
             self._col.delete(ids=ids[i : i + _BATCH])
 
     # --- reading
+    @_reachable
     def count(self) -> int:
         return self._col.count()
 
@@ -154,14 +195,17 @@ class VectorStore:
         for offset in range(0, self._col.count(), _BATCH * 5):
             yield self._col.get(include=include, limit=_BATCH * 5, offset=offset)
 
+    @_reachable
     def all_metadata(self) -> list[tuple[str, dict]]:
         """(id, metadata) of every passage."""
         return [row for got in self._pages(["metadatas"]) for row in zip(got["ids"], got["metadatas"])]
 
+    @_reachable
     def ids(self) -> list[str]:
         """The id of every passage (no text, no metadata: cheap even at 100k passages)."""
         return [pid for got in self._pages([]) for pid in got["ids"]]
 
+    @_reachable
     def all_passages(self) -> list[tuple[str, str, dict]]:
         """(id, text, metadata) of every passage — for building the lexical index."""
         return [
@@ -170,12 +214,14 @@ class VectorStore:
             for row in zip(got["ids"], got["documents"], got["metadatas"])
         ]
 
+    @_reachable
     def get(self, ids: Sequence[str]) -> dict[str, tuple[str, dict]]:
         if not ids:
             return {}
         got = self._col.get(ids=list(ids), include=["documents", "metadatas"])
         return {i: (d, m) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])}
 
+    @_reachable
     def query(self, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
         """Nearest passages as (id, cosine similarity), best first. Ids only: the caller fetches the
         rows it keeps with `get()` (asking Chroma for 30 texts and metadata costs ~10× the search).

@@ -160,3 +160,202 @@ def test_chat_upload_and_evals_in_a_real_browser(app_url, page, tmp_path):
     assert page.get_by_test_id("stMetric").count() >= 5
     _shot(page, tmp_path, "evals.png")
 
+
+
+# --- document text is data: a hostile document in a real browser ---------------------------------------------
+class _Counter:
+    """A loopback HTTP server that counts every request (it serves a 1×1 PNG): zero must arrive."""
+
+    def __init__(self):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        seen = self.requests = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                seen.append(self.path)
+                body = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                                     "1f15c4890000000d49444154789c63000100000500010d0a2db40000000049454e44ae426082")
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def hostile_documents(folder: Path, port: int) -> None:
+    """Two documents that disagree on a figure, full of Markdown, HTML, shortcodes, rich markup and [n]."""
+    folder.mkdir(parents=True, exist_ok=True)
+    base = f"http://127.0.0.1:{port}"
+    (folder / "kerbrat.txt").write_text(
+        f"La pétition [/] du phare de Kerbrat **bold** :warning: ![t]({base}/title.png)\n\n"
+        f"Selon le rapport [1] du port, 73 pêcheurs ont signé la pétition du phare de Kerbrat "
+        f"![pixel]({base}/pixel.png?leak=conversation) **bold** :warning: [x]({base}/link) <b>html</b> [/] "
+        f":material/home: a -> b.\n\n"
+        "Le phare de Kerbrat se dresse sur la pointe depuis 1881 et guide les bateaux du port.\n",
+        encoding="utf-8")
+    (folder / "journal.txt").write_text(
+        "Le journal de Kerbrat\n\n"
+        f"Le journal de la côte écrit que 75 pêcheurs ont signé la pétition du phare de Kerbrat "
+        f'<img src="{base}/img.png"> [2] :rocket:.\n',
+        encoding="utf-8")
+
+
+HOSTILE_QUESTION = "Combien de pêcheurs ont signé la pétition du phare de Kerbrat ?"
+QUESTION_LIMIT = 300
+
+
+@pytest.fixture(scope="module")
+def hostile_app(tmp_path_factory):
+    """A fresh streamlit server whose default knowledge base holds the hostile documents, beside a knowledge
+    base `aaa` whose name sorts first; questions are limited to QUESTION_LIMIT characters."""
+    _need_chromium()
+    from assistant.config import Settings
+    from assistant.indexing import ingest
+
+    counter = _Counter()
+    base = tmp_path_factory.mktemp("hostile")
+    docs, other, data = base / "knowledge", base / "other", base / "data"
+    hostile_documents(docs, counter.port)
+    other.mkdir()
+    (other / "chats.txt").write_text("Les chats dorment seize heures par jour.\n", encoding="utf-8")
+    ingest(Settings(data_dir=data, knowledge_dir=docs))
+    ingest(Settings(data_dir=data, knowledge_dir=docs), source_dir=other, kb="aaa")
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CHROMA_", "ASSISTANT_"))}
+    env.update(ASSISTANT_DATA_DIR=str(data), ASSISTANT_KNOWLEDGE_DIR=str(docs), ASSISTANT_GENERATOR="extractive",
+               ASSISTANT_MAX_QUESTION_CHARS=str(QUESTION_LIMIT), ASSISTANT_EVAL_REPORTS=str(base / "reports"),
+               LANGSMITH_TRACING_V2="false", LANGSMITH_TRACING="false", ANONYMIZED_TELEMETRY="False")
+    log = open(base / "streamlit.log", "w")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "ui" / "app.py"), "--server.address", "127.0.0.1",
+           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+           "--server.fileWatcherType", "none"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/_stcore/health", timeout=60, proc=proc)
+        yield f"http://127.0.0.1:{port}", counter
+    finally:
+        _stop(proc)
+        log.close()
+        counter.close()
+
+
+# JS: every <a> and <img> of the main area, and what the markers of the answer link to
+_LINKS = """() => [...document.querySelectorAll('[data-testid=stMain] a')].map(a => ({
+    href: a.getAttribute('href') || '', cls: a.className, text: a.textContent}))"""
+_IMAGES = "() => [...document.images].map(i => i.src)"
+
+
+def test_first_session_opens_the_configured_knowledge_base(hostile_app, page):
+    url, _ = hostile_app
+    page.goto(url)
+    page.get_by_test_id("stChatInputTextArea").wait_for()
+    page.get_by_text("Answers come only from").wait_for()
+    assert "knowledge base default" in page.get_by_text("Answers come only from").inner_text()
+    answer = _ask(page, HOSTILE_QUESTION, 1)
+    assert "73" in answer.inner_text() and "Not in the sources" not in answer.inner_text()
+    # the selector still switches: pick "aaa", and the next question is answered from it
+    page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").first.click()
+    page.get_by_role("option", name="aaa").click()
+    page.get_by_text("Answers come only from the documents of the knowledge base aaa").wait_for()
+    answer = _ask(page, "Combien d'heures dorment les chats ?", 2)
+    assert "chats.txt" in answer.inner_text()
+
+
+def test_hostile_document_is_shown_as_text(hostile_app, page, tmp_path):
+    url, counter = hostile_app
+    page.goto(url)
+    page.get_by_test_id("stChatInputTextArea").wait_for()
+    answer = _ask(page, HOSTILE_QUESTION, 1)
+    answer.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "chat-hostile-answer.png"))  # the answer's first screen, for a person
+    for expander in answer.get_by_text("Read in context").all():  # the whole passage and its context too
+        expander.click()
+    page.get_by_test_id("stSidebar").get_by_text("Passage texts").click()
+    page.wait_for_timeout(1500)
+    _shot(page, tmp_path, "chat-hostile.png")
+
+    text = answer.inner_text()
+    for literal in ("**bold**", ":warning:", "<b>html</b>", "[/]", ":material/home:", "a -> b", ":rocket:",
+                    f"![pixel](http://127.0.0.1:{counter.port}/pixel.png?leak=conversation)",
+                    f"[x](http://127.0.0.1:{counter.port}/link)", "rapport [1] du port",
+                    f'<img src="http://127.0.0.1:{counter.port}/img.png">'):
+        assert literal in text, literal
+    assert "⚠" not in text and "🚀" not in text
+    assert not answer.locator("b", has_text="html").count() and not answer.locator("img").count()
+    assert not [src for src in page.evaluate(_IMAGES) if str(counter.port) in src]
+    links = page.evaluate(_LINKS)
+    assert not [a for a in links if str(counter.port) in a["href"]]
+    own = [a for a in answer.locator("a").evaluate_all("els => els.map(a => [a.className, a.getAttribute('href')])")]
+    assert own and all(cls == "cite-ref" and href.startswith("#cite-") for cls, href in own), own
+    # the document's own "[1]" is text; the markers the assistant added are links to the source cards
+    assert not answer.locator("a.cite-ref").evaluate_all(
+        "els => els.filter(a => (a.parentElement.previousSibling || {}).textContent?.endsWith('rapport '))")
+    first = answer.locator("a.cite-ref").first
+    target = first.get_attribute("href")[1:]
+    assert answer.locator(f"[id='{target}']").count() == 1
+    first.click()
+    page.wait_for_timeout(500)
+    assert answer.locator(f"[id='{target}']").is_visible()
+    page.wait_for_timeout(1000)
+    assert counter.requests == [], counter.requests  # the browser fetched nothing from the document's URLs
+
+
+def test_too_long_question_keeps_the_text_and_shows_the_limit(hostile_app, page):
+    url, _ = hostile_app
+    page.goto(url)
+    box = page.get_by_test_id("stChatInputTextArea")
+    box.wait_for()
+    long_question = "Combien de pêcheurs ont signé la pétition ? " * 12  # > QUESTION_LIMIT characters
+    assert len(long_question.strip()) > QUESTION_LIMIT
+    box.fill(long_question)
+    box.press("Enter")
+    page.get_by_text(f"the limit is {QUESTION_LIMIT}").wait_for()
+    page.wait_for_timeout(500)
+    assert box.input_value() == long_question  # still there, to be shortened and sent again
+    assert not page.get_by_test_id("stSidebar").get_by_text("#1 · ").count()  # nothing was asked
+
+
+def test_chroma_down_says_what_is_down_and_how_to_start_it(tmp_path, page):
+    """CHROMA_HOST on a closed loopback port: the sidebar and the chat name the Chroma server and `chroma run`."""
+    port, chroma_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CHROMA_", "ASSISTANT_"))}
+    env.update(ASSISTANT_DATA_DIR=str(tmp_path / "data"), CHROMA_HOST="127.0.0.1", CHROMA_PORT=str(chroma_port),
+               LANGSMITH_TRACING_V2="false", LANGSMITH_TRACING="false", ANONYMIZED_TELEMETRY="False")
+    log = open(tmp_path / "streamlit.log", "w")
+    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "ui" / "app.py"), "--server.address", "127.0.0.1",
+           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+           "--server.fileWatcherType", "none"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/_stcore/health", timeout=60, proc=proc)
+        page.goto(f"http://127.0.0.1:{port}")
+        box = page.get_by_test_id("stChatInputTextArea")
+        box.wait_for()
+        box.fill("Combien de pays ont signé la déclaration ?")
+        box.press("Enter")
+        reply = page.get_by_test_id("stChatMessage").last.get_by_test_id("stAlertContentError")
+        reply.wait_for()
+        text = reply.inner_text()
+        assert f"Chroma server at 127.0.0.1:{chroma_port}" in text and "chroma run" in text, text
+        assert "Internal error" not in text and "ConnectError" not in text
+        assert "chroma run" in page.get_by_test_id("stSidebar").inner_text()
+    finally:
+        _stop(proc)
+        log.close()

@@ -54,3 +54,21 @@ def test_errors_are_one_readable_line(tmp_path):
     assert "Traceback" not in missing.stderr
     nofolder = run("ingest", str(tmp_path / "nowhere"), data=tmp_path)
     assert nofolder.returncode == 2 and "does not exist" in nofolder.stderr
+
+
+def test_search_and_ask_print_document_text_literally(tmp_path):
+    from test_browser import HOSTILE_QUESTION, hostile_documents
+
+    docs, data = tmp_path / "docs", tmp_path / "data"
+    hostile_documents(docs, 9)
+    assert run("ingest", str(docs), "--kb", "hostile", data=data).returncode == 0
+    literals = ("La pétition [/] du phare", "**bold**", ":warning:", "<b>html</b>", "[/]", ":material/home:",
+                "![pixel](http://127.0.0.1:9/pixel.png?leak=conversation)", "[x](http://127.0.0.1:9/link)",
+                "rapport [1] du port", ":rocket:")
+    for args in (("search", "pétition du phare de Kerbrat", "-k", "2"), ("ask", HOSTILE_QUESTION)):
+        done = run(*args, "--kb", "hostile", data=data, env={"ASSISTANT_GENERATOR": "extractive"})
+        assert done.returncode == 0, done.stderr
+        assert "MarkupError" not in done.stderr and "Traceback" not in done.stderr
+        for literal in literals:
+            assert literal in done.stdout, (args[0], literal)
+        assert "⚠" not in done.stdout.replace("⚠ The sources disagree", "") and "🚀" not in done.stdout

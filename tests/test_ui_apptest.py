@@ -5,8 +5,10 @@ private data dir so uploads and deletions never touch the shared index or the re
 """
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -48,7 +50,13 @@ def texts(block) -> str:
     """Everything a person can read in a block (markdown, alerts, captions)."""
     parts = [m.value for m in block.markdown] + [m.value for m in block.caption]
     parts += [a.value for kind in ("error", "warning", "info", "success") for a in getattr(block, kind)]
-    return "\n".join(parts)
+    return "\n".join(parts + [visible(p) for p in parts])
+
+
+def visible(source: str) -> str:
+    """What a person reads from a markdown body: tags dropped, character references and backslash escapes
+    resolved."""
+    return html.unescape(re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", re.sub(r"<[^>]+>", "", source)))
 
 
 def assert_no_traceback(at: AppTest) -> None:
@@ -64,11 +72,12 @@ def test_cited_answer_with_source_cards_conflict_and_details(app_env):
     assert reply.name == "assistant"
     body = texts(reply)
     assert "61" in body and "58" in body
-    assert ":blue[**[1]**]" in body  # inline markers
+    assert 'class="cite-ref" href="#cite-a0-1"' in body  # inline markers: links to their source cards
     cards = [m.value for m in reply.markdown if 'mark class="cite"' in m.value]
     assert cards, "a source card shows the cited span highlighted"
     assert "sommet-ia-paris-declaration.txt" in body and "chine-rejette-critiques-vance.txt" in body
-    assert any("disagree" in w.value and "61" in w.value and "58" in w.value for w in reply.warning)
+    conflicts = [visible(m.value) for m in reply.markdown if 'class="conflict"' in m.value]
+    assert any("disagree" in c and "61" in c and "58" in c for c in conflicts)
     assert [e.label for e in reply.expander if e.label == "Read in context"]
     details = [e for e in at.sidebar.expander if e.label.startswith("#1 · ")]
     assert details and "Timings" in texts(details[0])
@@ -107,7 +116,7 @@ def test_dead_llm_endpoint_is_a_readable_error(app_env, monkeypatch):
     at = start()
     assert "openai" in texts(at.sidebar) and "LLM configured" in texts(at.sidebar)
     ask(at, "Combien de pays ont signé la déclaration ?")
-    errors = [e.value for e in last_reply(at).error]
+    errors = [visible(e.value) for e in last_reply(at).error]
     assert errors and all(len(e) < 700 and "\n" not in e for e in errors)
     assert "Internal error" not in errors[0] and "127.0.0.1" in errors[0]  # says which endpoint failed
     assert "sk-test-not-a-real-key-123" not in texts(at.main) + texts(at.sidebar)
@@ -124,9 +133,11 @@ def test_unreachable_chroma_server_is_a_message(app_env, monkeypatch):
     monkeypatch.setenv("CHROMA_HOST", "127.0.0.1")
     monkeypatch.setenv("CHROMA_PORT", str(free_port()))
     at = start()
-    assert any("Vector store unavailable" in e.value for e in at.sidebar.error)
+    sidebar = [visible(e.value) for e in at.sidebar.error]
+    assert any("Vector store unavailable" in e and "chroma run" in e for e in sidebar), sidebar
     ask(at, "Combien de pays ont signé la déclaration ?")
-    assert last_reply(at).error
+    errors = [visible(e.value) for e in last_reply(at).error]
+    assert errors and "Chroma server at 127.0.0.1" in errors[0] and "chroma run" in errors[0]
     at.switch_page("pages/library.py").run()
     assert at.error
     assert_no_traceback(at)
@@ -153,14 +164,14 @@ def test_upload_ask_delete_and_bad_uploads(private_kb):
     assert any("no index yet" in i.value for i in at.info)
 
     upload(at, "../../festival-zorglub.txt", FACT.encode())  # path parts are stripped
-    assert any("Added and indexed festival-zorglub.txt" in s.value for s in at.success)
+    assert any("Added and indexed festival-zorglub.txt" in visible(s.value) for s in at.success)
     assert (private_kb / "festival-zorglub.txt").read_text(encoding="utf-8") == FACT
     assert "festival-zorglub.txt" in at.dataframe[0].value["file"].tolist()
 
     upload(at, "photo.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00IHDR")  # binary: refused, nothing lost
-    assert any("refused" in e.value and "binary" in e.value for e in at.error)
+    assert any("refused" in e.value and "binary" in visible(e.value) for e in at.error)
     upload(at, "festival-zorglub.txt", b"Autre texte, autre contenu.")  # no silent overwrite
-    assert any("already in the library" in e.value for e in at.error)
+    assert any("already in the library" in visible(e.value) for e in at.error)
     assert (private_kb / "festival-zorglub.txt").read_text(encoding="utf-8") == FACT
     assert sorted(p.name for p in private_kb.iterdir()) == ["festival-zorglub.txt"]
 
@@ -179,7 +190,7 @@ def test_upload_ask_delete_and_bad_uploads(private_kb):
     at.switch_page("pages/library.py").run()
     at.selectbox(key="delete_choice").set_value("festival-zorglub.txt")
     at.button(key="delete_button").click().run()
-    assert any("Deleted festival-zorglub.txt" in s.value for s in at.success)
+    assert any("Deleted festival-zorglub.txt" in visible(s.value) for s in at.success)
     assert not (private_kb / "festival-zorglub.txt").exists()
 
     at.switch_page("pages/chat.py").run()
@@ -192,14 +203,14 @@ def test_create_and_switch_knowledge_base(private_kb):
     at = start("pages/library.py")
     at.text_input[-1].set_value("Bad Name!")
     next(b for b in at.button if b.label == "Create and switch").click().run()
-    assert any("invalid knowledge-base name" in e.value for e in at.error)
+    assert any("invalid knowledge-base name" in visible(e.value) for e in at.error)
     at.text_input[-1].set_value("notes")
     next(b for b in at.button if b.label == "Create and switch").click().run()
     assert at.session_state["kb"] == "notes"
-    assert any("Created knowledge base notes" in s.value for s in at.success)
+    assert any("Created knowledge base notes" in visible(s.value) for s in at.success)
     assert (private_kb.parent.parent / "notes" / "documents").is_dir()
     # AppTest drops what app.py draws before st.navigation once switch_page was used: look in a new session
-    assert "notes" in start().sidebar.selectbox(key="kb").options
+    assert "notes" in start().sidebar.selectbox[0].options
 
 
 # --- evals -----------------------------------------------------------------------------------------------------
@@ -265,7 +276,7 @@ def test_evals_page_refuses_a_broken_report(reports):
     (reports / "broken").mkdir()
     (reports / "broken" / "report.json").write_text("{not json", encoding="utf-8")
     at = start("pages/evals.py")
-    assert any("cannot read" in e.value for e in at.error)
+    assert any("cannot read" in visible(e.value) for e in at.error)
     assert_no_traceback(at)
 
 
@@ -275,3 +286,95 @@ def test_top_k_slider_sets_the_passages_retrieved(app_env):
     ask(at, "Combien de pays ont signé la déclaration ?")
     assert len(at.session_state["chat"][-1]["answer"].passages) == 3
     assert at.sidebar.slider(key="_top_k").value == 3
+
+
+# --- trust: document text is data, long questions, Chroma down -------------------------------------------------
+def test_hostile_document_text_is_shown_as_text(app_env, monkeypatch, tmp_path):
+    from test_browser import HOSTILE_QUESTION, hostile_documents
+
+    from assistant.config import Settings
+    from assistant.indexing import ingest
+
+    docs, data = tmp_path / "hostile", tmp_path / "data"
+    hostile_documents(docs, 9)
+    ingest(Settings(data_dir=data, knowledge_dir=docs))
+    monkeypatch.setenv("ASSISTANT_DATA_DIR", str(data))
+    monkeypatch.setenv("ASSISTANT_KNOWLEDGE_DIR", str(docs))
+    at = ask(start(), HOSTILE_QUESTION)
+    reply = last_reply(at)
+    bodies = [m.value for m in reply.markdown]
+    shown = "\n".join(visible(b) for b in bodies)
+    for literal in ("**bold**", ":warning:", "<b>html</b>", "[/]", ":material/home:", "a -> b", "rapport [1] du port",
+                    "![pixel](http://127.0.0.1:9/pixel.png?leak=conversation)", "[x](http://127.0.0.1:9/link)"):
+        assert literal in shown, literal
+    for body in bodies:  # what the browser gets: no markup of the document's, only our tags
+        tags = re.findall(r"<(/?[a-z]+)", body)
+        assert set(tags) <= {"div", "/div", "span", "/span", "a", "/a", "b", "/b", "mark", "/mark", "br", "ul", "/ul",
+                             "li", "/li", "code", "/code"}, body
+        assert "](" not in body and ":warning:" not in body and "**" not in body and "<img" not in body
+        assert all(a.startswith('<a class="cite-ref" href="#cite-') for a in re.findall(r"<a [^>]*>", body))
+        assert not re.search(r"<b>html", body)
+    assert all("](" not in c.value and ":warning:" not in c.value for c in reply.caption)
+    labels = [e.label for e in at.sidebar.expander]
+    assert labels and all("[" not in label and ":" not in label.split("·", 1)[1] for label in labels)
+    assert_no_traceback(at)
+
+
+def test_too_long_question_is_put_back_with_the_limit(app_env, monkeypatch):
+    monkeypatch.setenv("ASSISTANT_MAX_QUESTION_CHARS", "60")
+    at = start()
+    question = "Combien de pays ont signé la déclaration du sommet de Paris sur l'IA, et lesquels ?"
+    assert len(question) > 60
+    ask(at, question)
+    warnings = [visible(w.value) for w in at.warning]
+    assert any(f"{len(question)} characters" in w and "the limit is 60" in w for w in warnings), warnings
+    assert at.chat_input[0].proto.value == question  # back in the box, to be shortened
+    assert not at.session_state["chat"]
+    ask(at, "Combien de pays ont signé la déclaration ?")  # a shorter one goes through
+    assert "61" in texts(last_reply(at))
+
+
+@pytest.fixture
+def own_chroma_server(tmp_path):
+    """A `chroma run` of this test's own, that the test may stop."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import _wait_http
+
+    exe = shutil.which("chroma", path=str(Path(sys.executable).parent)) or shutil.which("chroma")
+    port = free_port()
+    log = open(tmp_path / "chroma.log", "w")
+    proc = subprocess.Popen([exe, "run", "--path", str(tmp_path / "chroma"), "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/api/v2/heartbeat", proc=proc)
+        yield port, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(10)
+        log.close()
+
+
+def test_chroma_server_stopping_mid_session_says_how_to_start_it(app_env, own_chroma_server, monkeypatch, tmp_path):
+    from assistant.config import Settings
+    from assistant.indexing import ingest
+
+    port, proc = own_chroma_server
+    monkeypatch.setenv("CHROMA_HOST", "127.0.0.1")
+    monkeypatch.setenv("CHROMA_PORT", str(port))
+    monkeypatch.setenv("ASSISTANT_DATA_DIR", str(tmp_path / "data"))
+    ingest(Settings())
+    at = ask(start(), "Combien de pays ont signé la déclaration ?")
+    assert "61" in texts(last_reply(at))
+    proc.terminate()
+    proc.wait(10)
+    ask(at, "Qui est Keir Starmer ?")
+    errors = [visible(e.value) for e in last_reply(at).error]
+    assert errors and "Internal error" not in errors[0] and "ConnectError" not in errors[0]
+    assert f"Chroma server at 127.0.0.1:{port}" in errors[0] and "chroma run" in errors[0] and "CHROMA_HOST" in errors[0]
+    assert_no_traceback(at)
+

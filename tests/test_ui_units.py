@@ -8,7 +8,7 @@ import pytest
 
 from assistant.models import Citation
 from ui import evals_data as ed
-from ui.render import highlighted, md_text, quote_offsets
+from ui.render import answer_html, highlighted, label_text, plain, quote_offsets
 from ui.uploads import UploadRefused, safe_name, save_upload
 
 TEXT = "Le sommet a réuni 61 pays.\nLa Chine a signé.\n"
@@ -98,14 +98,34 @@ def test_highlighting_escapes_html_and_marks_the_span():
     text = "Avant <script>alert(1)</script> le chiffre 61 $ après"
     at = text.index("61")
     out = highlighted(text, (at, at + 2))
-    assert "<script>" not in out and "&lt;script&gt;" in out
+    assert "<script>" not in out and "&#60;script&#62;" in out
     assert '<mark class="cite">61</mark>' in out and "$" not in out
     window = highlighted("x" * 1000 + "61" + "y" * 1000, (1000, 1002), window=50)
     assert window.startswith("…") and window.endswith("…") and len(window) < 200
 
 
-def test_markers_are_styled_and_dollars_are_not_math():
-    assert md_text("Vrai [1] et [2, 3]. Coût 5 $") == r"Vrai :blue[**[1]**] et :blue[**[2, 3]**]. Coût 5 \$"
+def test_plain_leaves_no_markup_character_and_no_blank_line():
+    text = "![x](http://h/p.png) **b** :warning: :material/home: <b>h</b> [/] $5 a -> b\n\nnext"
+    out = plain(text)
+    assert not set(out) & set("![]()*:<>$/-") - set("<br>")  # every punctuation mark is a character reference
+    assert "\n" not in out and out.count("<br>") == 2
+    import html
+    assert html.unescape(out.replace("<br>", "\n")) == text
+
+
+def test_only_the_assistants_markers_become_links():
+    quote = "Selon le rapport [1] du port, 73 pêcheurs ont signé."
+    cited = [citation(number=1, quote=quote), citation(number=2, quote="75 pêcheurs")]
+    out = answer_html(f"« {quote} » [1] et [2], pas [3].", cited, key="a0")
+    assert out.count('class="cite-ref"') == 2
+    assert 'href="#cite-a0-1"' in out and 'href="#cite-a0-2"' in out
+    assert "rapport &#91;1&#93;" in out and "pas &#91;3&#93;" in out  # the document's [1], an unknown [3]: text
+
+
+def test_labels_keep_no_markup():
+    label = label_text("Combien ![x](http://h/p.png) **b** :warning: de pays ?", limit=200)
+    assert label == "Combien ! x http h p png b warning de pays ?"
+    assert len(label_text("mot " * 50)) == 40
 
 
 # --- eval reports -------------------------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 conflicts, errors, and the retrieval details (passages, scores, stage timings)."""
 from __future__ import annotations
 
-import html
 import re
 from pathlib import Path
 
@@ -17,17 +16,94 @@ _MARKER = re.compile(r"\[(\d+(?:\s*[,;–-]\s*\d+)*)\]")
 
 
 # --- text helpers (pure) --------------------------------------------------------------------------------
-def md_text(text: str) -> str:
-    """Answer text for st.markdown: `$` is not math; markers [n] are highlighted."""
-    text = (text or "").replace("$", r"\$")
-    return _MARKER.sub(lambda m: f":blue[**[{m.group(1)}]**]", text)
+# Every piece of text that comes from a document or a model is drawn through `plain()`, inside an HTML block of
+# st.markdown: Markdown is not parsed inside an HTML block, and each ASCII punctuation character becomes a
+# character reference, so nothing of it can become an image, a link, HTML, emphasis, math, an emoji shortcode
+# (`:warning:`), a Material icon (`:material/…:`, which Streamlit rewrites in the raw source) or a typographic
+# replacement (`->`, `--`). Streamlit's other Markdown surfaces (alerts, captions, labels) autolink URLs and
+# replace arrows even in escaped text, so document text never goes there.
+_PUNCT = re.compile(r"[!-/:-@\[-`{-~]")  # every ASCII punctuation character
+
+
+def plain(text: str | None, newlines: str = "br") -> str:
+    """`text` as HTML that shows exactly its characters and nothing else.
+
+    newlines="br": each line break is kept; "flow": a blank line separates paragraphs, a lone line break is a
+    space (hard-wrapped document text); "space": everything on one line. Never a blank line in the output (it
+    would end the HTML block)."""
+    out = _PUNCT.sub(lambda m: f"&#{ord(m.group())};", (text or "").replace("\r\n", "\n").replace("\r", "\n"))
+    if newlines == "flow":
+        out = _PARAGRAPH.sub("<br><br>", out)
+    out = out.replace("\n", "<br>" if newlines == "br" else " ")
+    return out
+
+
+def block(inner: str, cls: str = "plain", anchor: str | None = None) -> str:
+    """An HTML block for st.markdown(..., unsafe_allow_html=True): one line, so Markdown leaves it alone."""
+    ident = f' id="{anchor}"' if anchor else ""
+    return f'<div class="{cls}"{ident}>{inner}</div>'
+
+
+def show(inner: str, cls: str = "plain", anchor: str | None = None) -> None:
+    st.markdown(block(inner, cls, anchor), unsafe_allow_html=True)
+
+
+def label_text(text: str | None, limit: int = 40) -> str:
+    """Text for a widget label (Markdown that Streamlit renders without HTML): letters, digits, spaces and a
+    few marks that no Markdown, link, shortcode or replacement is made of."""
+    kept = "".join(c if (c.isalnum() or c in " ?!,;'’«»") else " " for c in " ".join((text or "").split()))
+    kept = " ".join(kept.split())
+    return kept if len(kept) <= limit else kept[: limit - 1] + "…"
+
+
+def alert_text(text: str | None) -> str:
+    """One of our own messages that carries outside text (an error from a server, a file name) for an alert
+    (st.error, st.warning): Markdown punctuation backslash-escaped, so it shows no image, link text, HTML,
+    emphasis or shortcode. Alerts still autolink bare URLs: document or model text never goes there."""
+    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", " ".join((text or "").split()))
+
+
+def anchor_id(key: str, number: int) -> str:
+    return f"cite-{re.sub(r'[^A-Za-z0-9-]', '-', key)}-{number}"
+
+
+def _quote_spans(text: str, quotes) -> list[tuple[int, int]]:
+    """Where the cited quotes appear in the answer text (whitespace may differ): markers inside a quote are
+    the document's own characters, never citations."""
+    spans = []
+    for quote in quotes:
+        words = (quote or "").split()
+        if not words:
+            continue
+        for m in re.finditer(r"\s+".join(map(re.escape, words)), text):
+            spans.append(m.span())
+    return spans
+
+
+def answer_html(text: str | None, citations=(), key: str = "") -> str:
+    """Answer text as plain text, except the assistant's own markers [n] of the given citations, which become
+    links to their source cards. A marker inside a quoted span, or whose number has no card, stays text."""
+    text = text or ""
+    numbers = {c.number for c in citations}
+    quoted = _quote_spans(text, [c.quote for c in citations])
+    out, at = [], 0
+    for m in _MARKER.finditer(text):
+        group = [int(n) for n in re.findall(r"\d+", m.group(1))]
+        inside = any(a <= m.start() and m.end() <= b for a, b in quoted)
+        if inside or not group or not set(group) <= numbers:
+            continue
+        out.append(plain(text[at : m.start()]))
+        linked = re.sub(r"\d+", lambda d: f'<a class="cite-ref" href="#{anchor_id(key, int(d.group()))}">{d.group()}</a>',
+                        plain(m.group(1)))
+        out.append(f'<span class="cite-marker">&#91;{linked}&#93;</span>')
+        at = m.end()
+    out.append(plain(text[at:]))
+    return "".join(out)
 
 
 def _esc(text: str) -> str:
-    """HTML-escaped text that markdown leaves alone (no blank line ends the HTML block, no math)."""
-    text = html.escape(text).replace("$", "&#36;").replace("*", "&#42;").replace("_", "&#95;")
-    text = _PARAGRAPH.sub("<br><br>", text)  # paragraphs stay apart; a lone line break is a space
-    return text.replace("\n", " ")
+    """Document text inside a passage block (paragraphs kept apart, lone line breaks as spaces)."""
+    return plain(text, newlines="flow")
 
 
 def quote_offsets(citation: Citation) -> tuple[int, int] | None:
@@ -57,47 +133,63 @@ def highlighted(text: str, span: tuple[int, int] | None, window: int | None = No
 
 
 def _passage_block(inner: str) -> None:
-    st.markdown(f'<div class="passage">{inner}</div>', unsafe_allow_html=True)
+    show(inner, "passage")
+
+
+def _caption(inner: str) -> None:
+    show(inner, "meta")
 
 
 # --- answer ------------------------------------------------------------------------------------------------
 def render_answer(answer: Answer, document_text=None, key: str = "") -> None:
     """Everything shown under an assistant message. `document_text(source)` gives a file's full text."""
     if answer.error:
-        st.error(answer.error, icon=":material/error:")
+        st.error(alert_text(answer.error), icon=":material/error:")
         return
     if answer.declined:
-        st.info("**Not in the sources.** " + md_text(answer.text or "The documents do not answer this question."),
-                icon=":material/search_off:")
+        st.info("**Not in the sources.**", icon=":material/search_off:")
+        show(plain(answer.text or "The documents do not answer this question."), "answer")
         return
-    st.markdown(md_text(answer.text))
-    for conflict in answer.conflicts:
-        render_conflict(conflict)
     citations = [c for c in answer.citations if c.supported]
+    show(answer_html(answer.text, citations, key), "answer")
+    for conflict in answer.conflicts:
+        render_conflict(conflict, {c.number for c in citations}, key)
     if citations:
         st.caption(f"Sources ({len(citations)})")
         for citation in citations:
-            render_citation(citation, document_text, key=f"{key}-{citation.number}")
+            render_citation(citation, document_text, key=key)
     dropped = len(answer.unsupported_sentences)
     if dropped:
         st.caption(f"{dropped} sentence(s) left out because the sources do not support them.")
 
 
-def render_conflict(conflict) -> None:
-    lines = [f"**The sources disagree** about {conflict.about}:"]
+def conflict_html(conflict, numbers=(), key: str = "") -> str:
+    items = []
     for value in conflict.values:
-        marker = f" [{value.citation}]" if value.citation else ""
+        marker = ""
+        if value.citation is not None:
+            number = plain(str(value.citation))
+            marker = (f' <span class="cite-marker">&#91;<a class="cite-ref" href="#{anchor_id(key, value.citation)}">'
+                      f'{number}</a>&#93;</span>' if value.citation in numbers else f" &#91;{number}&#93;")
         quote = value.quote if len(value.quote) <= 160 else value.quote[:159] + "…"
-        quote = f" — “{quote}”" if quote else ""
-        lines.append(f"- **{value.value}** according to `{value.source}`{marker}{quote}")
-    st.warning("\n".join(lines).replace("$", r"\$"), icon=":material/compare_arrows:")
+        quote = f" — “{plain(quote, 'space')}”" if quote else ""
+        items.append(f"<li><b>{plain(value.value, 'space')}</b> according to <code>{plain(value.source, 'space')}</code>"
+                     f"{marker}{quote}</li>")
+    return (f"<b>The sources disagree</b> about {plain(conflict.about, 'space')}:"
+            f"<ul>{''.join(items)}</ul>")
+
+
+def render_conflict(conflict, numbers=(), key: str = "") -> None:
+    show(conflict_html(conflict, numbers, key), "conflict")
 
 
 def render_citation(citation: Citation, document_text=None, key: str = "") -> None:
     with st.container(border=True):
-        st.markdown(f":blue[**[{citation.number}]**] **{citation.title or citation.source}**")
+        title = plain(citation.title or citation.source, "space")
+        show(f'<span class="cite-num">&#91;{citation.number}&#93;</span> <b>{title}</b>', "card-title",
+             anchor=anchor_id(key, citation.number))
         support = "verbatim quote" if citation.support >= 0.999 else f"support {citation.support:.2f}"
-        st.caption(f":material/description: {citation.source} · {support}")
+        _caption(f"{plain(citation.source, 'space')} · {support}")
         span = quote_offsets(citation)
         if span is None and citation.quote:
             _passage_block(f'<mark class="cite">{_esc(citation.quote)}</mark>')
@@ -121,7 +213,7 @@ def render_context(citation: Citation, span: tuple[int, int] | None, document_te
         before = ("…" if lo else "") + _esc(full[lo:p0])
         after = _esc(full[p1:hi]) + ("…" if hi < len(full) else "")
         inner = f'<span class="dim">{before}</span>{highlighted(citation.passage_text, span)}<span class="dim">{after}</span>'
-        st.caption(f"Characters {p0}–{p1} of {citation.source}; the cited span is highlighted.")
+        _caption(f"Characters {p0}–{p1} of {plain(citation.source, 'space')}; the cited span is highlighted.")
     else:
         inner = highlighted(citation.passage_text or citation.quote, span)
     _passage_block(inner)
@@ -136,9 +228,9 @@ def render_details(answer: Answer, key: str = "") -> None:
     """What was retrieved (ranks and scores) and how long each stage took."""
     who = answer.generator + (f" · {answer.model}" if answer.model else "")
     if who:
-        st.caption(f"Generator: {who} · kb {answer.kb or '–'}")
+        _caption(f"Generator: {plain(who, 'space')} · kb {plain(answer.kb or '–', 'space')}")
     if answer.standalone_question and answer.standalone_question != answer.question:
-        st.caption(f"Searched as: “{answer.standalone_question}”")
+        _caption(f"Searched as: “{plain(answer.standalone_question, 'space')}”")
     if answer.timings:
         total = answer.timings.get("total")
         stages = " · ".join(f"{k} {v:.0f} ms" for k, v in answer.timings.items() if k != "total")
@@ -171,8 +263,8 @@ def render_details(answer: Answer, key: str = "") -> None:
     )
     with st.popover("Passage texts", width="stretch", key=f"texts-{key}"):
         for row in rows:
-            st.markdown(f"**{row['#']}.** `{row['passage']}`")
-            st.caption(row["text"][:400] + ("…" if len(row["text"]) > 400 else ""))
+            show(f"<b>{row['#']}.</b> <code>{plain(row['passage'], 'space')}</code>")
+            _caption(plain(row["text"][:400] + ("…" if len(row["text"]) > 400 else ""), "space"))
 
 
 def file_text_reader(settings):

@@ -18,8 +18,8 @@ from assistant.config import Settings
 
 log = logging.getLogger(__name__)
 
-KB_KEY = "kb"  # the sidebar selector's key
-KB_NEXT = "kb_next"  # set by pages that switch knowledge base; applied before the selector is drawn
+KB_KEY = "kb"  # the session's knowledge base (a plain value: the sidebar selector has no key)
+KB_NEXT = "kb_next"  # set by the selector and by pages that switch knowledge base; applied on the next run
 KBS_KEY = "_kbs"  # the knowledge bases listed by the sidebar on this run (None: the store is unreachable)
 CHAT_KEY = "chat"  # list of {"question": str, "answer": Answer | None, "error": str | None}
 
@@ -50,7 +50,7 @@ def current_kb(default: str) -> str:
 
 
 def switch_kb(kb: str) -> None:
-    """Ask the next run to select `kb` (the selector's own key cannot change once it is drawn)."""
+    """Ask the next run to use `kb` (the settings of this run are already made)."""
     st.session_state[KB_NEXT] = kb
 
 

@@ -14,19 +14,31 @@ EXAMPLES = [
     "Que reproche J.D. Vance à la réglementation européenne ?",
 ]
 
+INPUT_KEY = "question_box"
+TOO_LONG = "question_too_long"  # a refused question, put back in the box on the next run
+
 settings = state.session_settings()
 chat = state.history()
 reader = render.file_text_reader(settings)
 
 st.title("Chat")
-st.caption(f"Answers come only from the documents of the knowledge base **{settings.kb}**; "
+st.caption(f"Answers come only from the documents of the knowledge base **{render.alert_text(settings.kb)}**; "
            "every sentence cites its source.")
 
 notices = st.container()
 # the input is drawn before the assistant is loaded (the first load imports the chain: ~1 s), so that
 # on a cold start the page is usable at once and the load overlaps with the user's typing
-question = st.chat_input("Ask a question about the documents…", max_chars=settings.max_question_chars)
+# no max_chars: the browser would cut or drop a pasted question without a word. A question over the limit is
+# refused here with the limit shown, and put back in the box to be shortened (nothing typed is lost).
+limit = settings.max_question_chars
+if TOO_LONG in st.session_state:
+    st.session_state[INPUT_KEY] = st.session_state[TOO_LONG]  # pre-fills the box (read once by the widget)
+question = st.chat_input(f"Ask a question about the documents… (up to {limit:,} characters)", key=INPUT_KEY)
 question = question if question is not None else st.session_state.pop("pending_question", None)
+if question is not None and len(question.strip()) > limit:
+    st.session_state[TOO_LONG] = question
+    st.rerun()
+too_long = st.session_state.pop(TOO_LONG, None)
 
 try:
     assistant, load_error = state.get_assistant(settings), None
@@ -34,20 +46,22 @@ except Exception as exc:  # the chain builds lazily, but a set-up failure must s
     assistant, load_error = None, state.short_error(exc)
 with notices:
     if load_error:
-        st.error(f"The assistant is not available: {load_error}", icon=":material/error:")
+        st.error(f"The assistant is not available: {render.alert_text(load_error)}", icon=":material/error:")
     known = st.session_state.get(state.KBS_KEY)
     if known is not None and settings.kb not in known:
-        st.info(f"Knowledge base **{settings.kb}** has no documents yet.", icon=":material/info:")
+        st.info(f"Knowledge base **{render.alert_text(settings.kb)}** has no documents yet.", icon=":material/info:")
         st.page_link("pages/library.py", label="Add documents on the Library page", icon=":material/library_books:")
 
 
-def _text_chunks(stream: Iterator, holder: dict) -> Iterator[str]:
-    """The str chunks of `Assistant.stream`, keeping the final Answer aside."""
+def _stream_into(slot, stream: Iterator, holder: dict) -> None:
+    """Draw the str chunks of `Assistant.stream` as plain text as they come; keep the final Answer aside."""
+    shown = ""
     for item in stream:
         if isinstance(item, Answer):
             holder["answer"] = item
         elif item:
-            yield str(item).replace("$", r"\$")
+            shown += str(item)
+            slot.markdown(render.block(render.plain(shown), "answer"), unsafe_allow_html=True)
 
 
 def ask(question: str) -> dict:
@@ -62,7 +76,7 @@ def ask(question: str) -> dict:
                 with st.spinner("Searching the documents…"):
                     stream = iter(assistant.stream(question, turns))
                     first = next(stream, None)  # retrieval happens before the first chunk
-                st.write_stream(_text_chunks(_chain([first], stream), holder))
+                _stream_into(st.empty(), _chain([first], stream), holder)
         else:
             holder["answer"] = assistant.ask(question, turns)
     except Exception as exc:  # the chain should not raise; if it does, the user reads one line
@@ -84,15 +98,15 @@ def _chain(head: list, tail: Iterator) -> Iterator:
 
 def show_entry(i: int, entry: dict) -> None:
     with st.chat_message("user"):
-        st.markdown(render.md_text(entry["question"]))
+        render.show(render.plain(entry["question"]), "question")
     with st.chat_message("assistant"):
         if entry.get("error"):
-            st.error(entry["error"], icon=":material/error:")
+            st.error(render.alert_text(entry["error"]), icon=":material/error:")
         else:
             render.render_answer(entry["answer"], reader, key=f"a{i}")
 
 
-if not chat and question is None and not load_error:
+if not chat and question is None and not load_error and too_long is None:
     with st.chat_message("assistant"):
         st.markdown("Ask me about the documents, in French or English. For example:")
         for example in EXAMPLES:
@@ -101,6 +115,12 @@ if not chat and question is None and not load_error:
 
 for i, entry in enumerate(chat):
     show_entry(i, entry)
+
+if too_long is not None:
+    with st.chat_message("assistant"):
+        st.warning(f"Your question is {len(too_long.strip()):,} characters long; the limit is {limit:,} "
+                   "(ASSISTANT\\_MAX\\_QUESTION\\_CHARS). It is back in the box below: shorten it and send it again.",
+                   icon=":material/edit_note:")
 
 if question is not None:
     if not question.strip():
@@ -112,11 +132,11 @@ if question is not None:
         show_entry(len(chat) - 1, entry)
     else:
         with st.chat_message("user"):
-            st.markdown(render.md_text(question))
+            render.show(render.plain(question), "question")
         with st.chat_message("assistant"):
             entry = ask(question)
             if entry["error"]:
-                st.error(entry["error"], icon=":material/error:")
+                st.error(render.alert_text(entry["error"]), icon=":material/error:")
             else:
                 render.render_answer(entry["answer"], reader, key=f"a{len(chat)}")
         chat.append(entry)
@@ -134,8 +154,7 @@ with st.sidebar:
     if answered:
         st.markdown("**Retrieval details**")
     for i, entry in reversed(answered):
-        label = entry["question"] if len(entry["question"]) <= 40 else entry["question"][:39] + "…"
-        with st.expander(f"#{i} · {label}", expanded=i == len(chat)):
+        with st.expander(f"#{i} · {render.label_text(entry['question'])}", expanded=i == len(chat)):
             render.render_details(entry["answer"], key=str(i))
 
 # last, once the page is drawn: load the index and the embedding model while the user types, so that

@@ -11,6 +11,7 @@ from assistant.indexing import (
 )
 from assistant.store import KnowledgeBaseMissing, StoreError, check_kb_name, list_kbs
 from ui import state
+from ui.render import alert_text as esc
 from ui.uploads import allowed_types, save_upload
 
 settings = state.session_settings()
@@ -42,13 +43,13 @@ def run_ingest(label: str, rebuild: bool = False) -> bool:
             folder.mkdir(parents=True, exist_ok=True)
             report = ingest(settings, source_dir=folder, kb=kb, progress=progress, rebuild=rebuild)
         except Exception as exc:  # StoreError, embedder failure, unreadable folder…
-            status.update(label=f"Indexing failed: {state.short_error(exc)}", state="error")
+            status.update(label=f"Indexing failed: {esc(state.short_error(exc))}", state="error")
             return False
         finally:
             state.library_changed()
         bar.progress(1.0, text="Done")
         for name, reason in report.skipped:
-            st.warning(f"Skipped {name}: {reason}")
+            st.warning(f"Skipped {esc(name)}: {esc(reason)}")
         parts = [f"{len(report.added)} added", f"{len(report.updated)} updated", f"{len(report.removed)} removed",
                  f"{len(report.unchanged)} unchanged"]
         status.update(label=f"Indexed in {report.seconds:.1f} s: " + ", ".join(parts) + f" · {report.chunks} passages",
@@ -70,7 +71,7 @@ except Exception as exc:
 if no_index:
     st.info(f"Knowledge base **{kb}** has no index yet. Upload documents below, or index its folder.")
 elif missing:
-    st.error(missing)
+    st.error(esc(missing))
 elif not docs:
     st.info("No documents yet: upload some below.")
 else:
@@ -111,13 +112,13 @@ if st.button("Add and index", type="primary", disabled=not files):
                            read_only=read_only, settings=settings) for f in files or []]
     for r in results:
         if r.ok:
-            st.success(f"{r.name}: {r.message}")
+            st.success(f"{esc(r.name)}: {esc(r.message)}")
         else:
-            st.error(f"{r.name} refused: {r.message}")
+            st.error(f"{esc(r.name)} refused: {esc(r.message)}")
     if any(r.changed for r in results) and run_ingest("Indexing the new documents…"):
         st.session_state["uploads_done"] = st.session_state.get("uploads_done", 0) + 1
-        saved = ", ".join(r.name for r in results if r.changed)
-        refused = [f"{r.name} ({r.message})" for r in results if not r.ok]
+        saved = ", ".join(esc(r.name) for r in results if r.changed)
+        refused = [f"{esc(r.name)} ({esc(r.message)})" for r in results if not r.ok]
         text = f"Added and indexed {saved}." + (f" Refused: {'; '.join(refused)}." if refused else "")
         st.session_state["library_notice"] = ("warning" if refused else "success", text)
         st.rerun()
@@ -138,9 +139,9 @@ if docs:
                    help=why if read_only_doc else None):
         try:
             delete_document(settings, target, kb)
-            st.session_state["library_notice"] = ("success", f"Deleted {target}: its passages left the index.")
+            st.session_state["library_notice"] = ("success", f"Deleted {esc(target)}: its passages left the index.")
         except Exception as exc:
-            st.session_state["library_notice"] = ("error", f"Could not delete {target}: {state.short_error(exc)}")
+            st.session_state["library_notice"] = ("error", f"Could not delete {esc(target)}: {esc(state.short_error(exc))}")
         state.library_changed()
         st.rerun()
 
@@ -171,7 +172,7 @@ if created:
         new_folder.mkdir(parents=True, exist_ok=True)
         ingest(settings, source_dir=new_folder, kb=name)
     except Exception as exc:
-        st.error(state.short_error(exc))
+        st.error(esc(state.short_error(exc)))
     else:
         state.switch_kb(name)
         state.library_changed()
