@@ -73,6 +73,13 @@ def neutralise_markers(text: str) -> str:
     return MARKER.sub(lambda m: opening + m.group(1) + closing, text)
 
 
+def document_brackets(text: str) -> str:
+    """For display as plain text only: a neutralised document marker ("［1］") back to the document's own
+    characters ("[1]"). Never for text that is parsed for citation markers afterwards."""
+    opening, closing = DOCUMENT_BRACKETS
+    return re.sub(re.escape(opening) + r"(\s*\d+\s*(?:[,;–-]\s*\d+\s*)*)" + re.escape(closing), r"[\1]", text)
+
+
 def neutral_passages(passages: Sequence[ScoredPassage]) -> list[ScoredPassage]:
     """The passages as a generator may see them: document markers neutralised (copies only where needed)."""
     return [p.model_copy(update={"text": neutralise_markers(p.text)}) if MARKER.search(p.text) else p

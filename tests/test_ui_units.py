@@ -122,6 +122,17 @@ def test_only_the_assistants_markers_become_links():
     assert "rapport &#91;1&#93;" in out and "pas &#91;3&#93;" in out  # the document's [1], an unknown [3]: text
 
 
+def test_a_neutralised_document_marker_is_shown_as_the_documents_characters_never_as_a_link():
+    """The chain hands the answer text with a document's "[1]" as "［1］" (assistant.citations): the page shows
+    the document's own "[1]" again, as text, even when a citation 1 exists."""
+    from assistant.citations import neutralise_markers
+
+    quote = "Selon le rapport [1] du port, 73 pêcheurs ont signé."
+    out = answer_html(f"« {neutralise_markers(quote)} » [1]", [citation(number=1, quote=quote)], key="a0")
+    assert out.count('class="cite-ref"') == 1
+    assert "rapport &#91;1&#93; du port" in out and "\uff3b" not in out
+
+
 def test_labels_keep_no_markup():
     label = label_text("Combien ![x](http://h/p.png) **b** :warning: de pays ?", limit=200)
     assert label == "Combien ! x http h p png b warning de pays ?"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from assistant.citations import document_brackets
 from assistant.models import Answer, Citation
 
 CONTEXT_CHARS = 400  # document text shown around the passage in "read in context"
@@ -92,12 +93,12 @@ def answer_html(text: str | None, citations=(), key: str = "") -> str:
         inside = any(a <= m.start() and m.end() <= b for a, b in quoted)
         if inside or not group or not set(group) <= numbers:
             continue
-        out.append(plain(text[at : m.start()]))
+        out.append(plain(document_brackets(text[at : m.start()])))
         linked = re.sub(r"\d+", lambda d: f'<a class="cite-ref" href="#{anchor_id(key, int(d.group()))}">{d.group()}</a>',
                         plain(m.group(1)))
         out.append(f'<span class="cite-marker">&#91;{linked}&#93;</span>')
         at = m.end()
-    out.append(plain(text[at:]))
+    out.append(plain(document_brackets(text[at:])))  # a document's own "［1］" shown as its "[1]", plain text
     return "".join(out)
 
 
