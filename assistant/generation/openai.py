@@ -40,6 +40,9 @@ from assistant.language import fold
 log = logging.getLogger(__name__)
 
 ANSWER_RESERVE = 700  # tokens kept free for the answer
+# approx_tokens counts 4 characters a token; small models cut French finer (SmolLM2's tokenizer: 2.8 characters
+# a token on the knowledge base), so the context budget is spent at a safe 2.5 characters a token
+SAFE_CHARS_PER_TOKEN = 2.5
 RETRY_BASE = 0.5  # seconds before the first retry, doubled each time
 RETRY_MAX = 8.0
 _DECLINE_PATTERNS = re.compile(
@@ -101,7 +104,8 @@ class OpenAIGenerator:
         system = template.format(language=LANGUAGES.get(lang, "French"), decline=DECLINE[lang])
         history = history_block(request.history)
         skeleton = USER.format(passages="", history=history, question=request.question)
-        budget = self.settings.llm_max_context_tokens - approx_tokens(system + skeleton) - ANSWER_RESERVE
+        room = self.settings.llm_max_context_tokens - max(ANSWER_RESERVE, self.settings.llm_max_tokens or 0)
+        budget = int(room * SAFE_CHARS_PER_TOKEN / 4) - approx_tokens(system + skeleton)  # in approx_tokens units
         blocks = fit_passages(request.passages, max(budget, 200))
         user = USER.format(passages="\n\n".join(blocks), history=history, question=request.question)
         return [SystemMessage(system), HumanMessage(user)], len(blocks)
@@ -154,19 +158,27 @@ class OpenAIGenerator:
         messages, used = self.messages(request, structured=True)
         schema = {"type": "json_schema",
                   "json_schema": {"name": "cited_answer", "strict": True, "schema": answer_schema(used)}}
+        body = {"model": self.model, "temperature": self.settings.llm_temperature, "response_format": schema,
+                "messages": [{"role": "system", "content": messages[0].content},
+                             {"role": "user", "content": messages[1].content}]}
+        if self.settings.llm_seed is not None:
+            body["seed"] = self.settings.llm_seed
+        # no max_tokens: the schema bounds the answer, and JSON cut at a token limit would be invalid
+        client = self.llm.root_client.chat.completions  # the plain client: the JSON is ours to parse
         try:
             reply = self._retrying(
-                lambda: self._within(
-                    deadline, lambda left: [self.llm.invoke(messages, timeout=left, response_format=schema)]),
-                deadline)[0]
+                lambda: self._within(deadline, lambda left: [client.create(timeout=left, **body)]), deadline)[0]
         except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
             log.warning("%s refused response_format (HTTP %s): answering in text", self.base_url, exc.status_code)
             self.json_output = False
             return None
         except Exception as exc:  # noqa: BLE001
             raise self._error(exc) from None
-        content = reply.content if isinstance(reply.content, str) else _join(reply.content)
-        finish = (reply.response_metadata or {}).get("finish_reason")
+        try:
+            choice = reply.choices[0]
+            content, finish = choice.message.content or "", choice.finish_reason
+        except (AttributeError, IndexError, TypeError) as exc:
+            raise self._error(exc) from None
         shown = [p.text for p in request.passages[:used]]
         return structured_generation(content, shown, request.lang, self.base_url, cut=finish == "length")
 
@@ -244,10 +256,32 @@ class OpenAIGenerator:
             raise GenerationError(f"The language model at {self.base_url} returned an empty answer.")
         if is_decline(text):
             return Generation(text=DECLINE[request.lang], declined=True, used=used)
-        return Generation(text=text, declined=False, used=used)
+        text, dropped = drop_uncited(text)
+        return Generation(text=text, declined=False, used=used, dropped=dropped)
 
     def _error(self, exc: Exception) -> GenerationError:
         return GenerationError(describe_error(exc, self.base_url, self.model, self.settings.llm_timeout))
+
+
+def drop_uncited(text: str) -> tuple[str, list[str]]:
+    """The model was told to end every sentence with its passage numbers: a statement without any is not
+    shown (however many of its words the passages contain, nothing ties it to one), only listed.
+    Framing lines ("Selon les sources :") stay; if nothing else does, the chain declines."""
+    from assistant.citations import answer_sentences, claim_text, is_framing, parse_markers
+
+    kept, dropped, pos = [], [], 0
+    for s, e in answer_sentences(text):
+        sentence = text[s:e]
+        if parse_markers(sentence) or is_framing(sentence):
+            kept.append(text[pos:s] + sentence)
+        else:
+            if re.search(r"[^\W\d_]", sentence):  # a list number alone ("2.") is not worth listing
+                dropped.append(claim_text(sentence))
+            kept.append(text[pos:s])
+        pos = e
+    kept.append(text[pos:])
+    out = re.sub(r"\n{3,}", "\n\n", "".join(kept)).strip()
+    return out, dropped
 
 
 def structured_generation(content: str, passages: list[str], lang: str, base_url: str, cut: bool = False) -> Generation:
@@ -264,7 +298,7 @@ def structured_generation(content: str, passages: list[str], lang: str, base_url
         if not isinstance(sentences, list):
             raise TypeError("sentences")
     except (ValueError, KeyError, TypeError) as exc:
-        why = "was cut at the token limit (ASSISTANT_LLM_MAX_TOKENS)" if cut else "is not the JSON asked for"
+        why = "was cut at the token limit" if cut else "is not the JSON asked for"
         raise GenerationError(f"The language model at {base_url} returned an answer that {why}.") from exc
     used = len(passages)
     lines, dropped = [], []

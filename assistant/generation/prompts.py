@@ -89,8 +89,8 @@ an answer from the passages, "in_sources" is false and "sentences" is empty."""
 
 # Bounds keep a grammar-constrained answer short enough to finish (a JSON cut at the token limit is invalid).
 JSON_MAX_SENTENCES = 4
-JSON_MAX_TEXT = 300
-JSON_MAX_QUOTE = 200
+JSON_MAX_TEXT = 240
+JSON_MAX_QUOTE = 160
 
 
 def answer_schema(passages: int) -> dict:
