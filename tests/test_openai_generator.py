@@ -65,6 +65,8 @@ def _handler(llm: FakeLLM):
                 return self._send(200, b"{}")
             if llm.mode == "garbage":
                 return self._send(200, b"<html>this is not json")
+            if llm.mode == "no-json" and "response_format" in body:  # a server without structured output
+                return self._send(400, b'{"error": {"message": "response_format is not supported", "type": "invalid_request_error"}}')
             if llm.mode == "hang":  # accepts the request and never answers
                 llm.release.wait(120)
                 return None
@@ -378,3 +380,69 @@ def test_stream_that_drips_forever_is_cut_at_the_budget(make_assistant, fake_llm
     time.sleep(1.0)  # let the server notice the closed connection
     assert fake_llm.dripped < 60
     _timed_out(items[-1])
+
+
+# --- structured answers (ASSISTANT_LLM_OUTPUT=json_schema) ------------------------------------------------
+def _json(sentences, in_sources=True) -> str:
+    return json.dumps({"sentences": [{"text": t, "passages": p, "quote": q} for t, p, q in sentences],
+                       "in_sources": in_sources}, ensure_ascii=False)
+
+
+def test_json_schema_request_and_quote_checked_answer(make_assistant, fake_llm):
+    def reply(body):
+        n = fake_llm.number_of(body, "Zhang Guoqing")
+        return _json([("Zhang Guoqing a représenté Xi Jinping.", [n], "Zhang Guoqing"),
+                      ("Il a aussi gagné le prix Nobel.", [n], "lauréat du prix Nobel de la paix"),  # not in it
+                      ("Zhang Guoqing est vice-premier ministre.", [n, 9], "vice-premier ministre")])
+
+    fake_llm.reply = reply
+    answer = make_assistant(llm_output="json_schema").ask("Qui a représenté Xi Jinping au sommet ?")
+    body = fake_llm.requests[-1]
+    assert body["response_format"]["type"] == "json_schema"
+    schema = body["response_format"]["json_schema"]["schema"]
+    assert schema["required"] == ["sentences", "in_sources"]
+    assert "quote" in fake_llm.requests[-1]["messages"][0]["content"]
+    assert answer.error is None and not answer.declined
+    assert "Nobel" not in answer.text and answer.unsupported_sentences == ["Il a aussi gagné le prix Nobel."]
+    assert answer.removed_markers == 1  # passage 9 was never shown
+    assert answer.citations and all(c.source == SUMMIT and c.supported for c in answer.citations)
+
+
+def test_json_in_sources_set_wrongly_cannot_show_an_unsupported_claim(make_assistant, fake_llm):
+    fake_llm.reply = lambda body: _json([("La France a annoncé 109 milliards d'euros pour l'IA.", [1],
+                                          "109 milliards d'euros")], in_sources=True)
+    answer = make_assistant(llm_output="json_schema").ask("Quel montant la France a-t-elle annoncé pour l'IA ?")
+    assert answer.declined and not answer.citations and "109" not in answer.text
+    assert answer.unsupported_sentences == ["La France a annoncé 109 milliards d'euros pour l'IA."]
+    # and a model that says "not in the sources" declines even when it wrote a sentence
+    fake_llm.reply = lambda body: _json([("Zhang Guoqing a représenté Xi Jinping.", [fake_llm.number_of(body, "Zhang")],
+                                          "Zhang Guoqing")], in_sources=False)
+    assert make_assistant(llm_output="json_schema").ask("Qui a représenté Xi Jinping au sommet ?").declined
+
+
+def test_json_that_is_not_json_is_a_clear_error(make_assistant, fake_llm):
+    fake_llm.reply = lambda body: "Zhang Guoqing [1]."
+    answer = make_assistant(llm_output="json_schema").ask("Qui a représenté Xi Jinping au sommet ?")
+    assert answer.error and "not the JSON asked for" in answer.error and KEY not in answer.error
+
+
+def test_server_refusing_response_format_falls_back_to_text(make_assistant, fake_llm):
+    fake_llm.mode = "no-json"
+    fake_llm.reply = lambda body: f"Zhang Guoqing a représenté Xi Jinping [{fake_llm.number_of(body, 'Zhang')}]."
+    assistant = make_assistant(llm_output="json_schema")
+    answer = assistant.ask("Qui a représenté Xi Jinping au sommet ?")
+    assert answer.error is None and answer.citations and answer.text.endswith("[1].")
+    assert "response_format" in fake_llm.requests[0] and "response_format" not in fake_llm.requests[1]
+    assistant.ask("Qui a représenté Xi Jinping au sommet ?")  # remembered: no second refused request
+    assert len(fake_llm.requests) == 3 and "response_format" not in fake_llm.requests[2]
+
+
+def test_uncited_statements_of_the_model_are_dropped_and_listed(make_assistant, fake_llm):
+    def reply(body):
+        n = fake_llm.number_of(body, "Zhang")
+        return f"Zhang Guoqing a représenté Xi Jinping [{n}]. La Chine a signé la déclaration de Paris."
+
+    fake_llm.reply = reply
+    answer = make_assistant().ask("Qui a représenté Xi Jinping au sommet ?")
+    assert answer.text == "Zhang Guoqing a représenté Xi Jinping [1]."
+    assert answer.unsupported_sentences == ["La Chine a signé la déclaration de Paris."]
