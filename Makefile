@@ -25,6 +25,7 @@ ingest: setup
 	$(BIN)/assistant ingest --quiet
 
 run: ingest
+	@if [ -n "$$ASSISTANT_LOCAL_MODEL" ]; then $(BIN)/assistant llm check || exit 2; fi
 	@if [ -f ui/app.py ]; then \
 	  $(BIN)/streamlit run ui/app.py --server.address 127.0.0.1 --server.port $${PORT:-8501} \
 	    --server.headless true --browser.gatherUsageStats false; \

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -95,6 +95,13 @@ class Settings(BaseSettings):
     @classmethod
     def _no_empty_path(cls, value):
         return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _local_model_name(self):
+        # a local GGUF answers under its own name unless ASSISTANT_LLM_MODEL says otherwise
+        if self.local_model and "llm_model" not in self.model_fields_set:
+            self.llm_model = self.local_model.stem
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -201,7 +201,7 @@ def ensure_local_server(settings: Settings) -> Settings:
                                  log_path=settings.data_dir / "llm-server.log").start()
             _servers[key] = server
     update = {"openai_base_url": server.base_url}
-    if "llm_model" not in settings.model_fields_set and not os.environ.get("ASSISTANT_LLM_MODEL"):
+    if "llm_model" not in settings.model_fields_set:  # the model answers under its own name
         update["llm_model"] = server.model_name
     return settings.model_copy(update=update)
 
@@ -215,8 +215,71 @@ def describe(settings: Settings) -> str:
 
 
 @atexit.register
-def _stop_all() -> None:
-    for server in list(_servers.values()):
+def stop_local_servers() -> None:
+    """Stop every server this process started."""
+    with _lock:
+        servers = list(_servers.values())
+        _servers.clear()
+    for server in servers:
+        server.stop()
+
+
+# --- `assistant llm serve|check` ---------------------------------------------------------------------------
+def register(subparsers) -> None:
+    llm = subparsers.add_parser("llm", help="a local GGUF model served by llama.cpp (offline, no Ollama)")
+    sub = llm.add_subparsers(dest="llm_command", required=True)
+    p = sub.add_parser("serve", help="serve a GGUF model on 127.0.0.1 until Ctrl-C (OpenAI-compatible API)")
+    p.add_argument("--model", type=Path, help="the .gguf file (default: ASSISTANT_LOCAL_MODEL)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: ASSISTANT_LOCAL_THREADS or all cores)")
+    p.add_argument("--ctx", type=int, help="context size in tokens (default: ASSISTANT_LOCAL_CTX)")
+    p.set_defaults(func=cmd_llm_serve)
+    p = sub.add_parser("check", help="check that a GGUF model can be served (exists, is GGUF, fits in memory)")
+    p.add_argument("--model", type=Path, help="the .gguf file (default: ASSISTANT_LOCAL_MODEL)")
+    p.set_defaults(func=cmd_llm_check)
+
+
+def _model_arg(args, settings: Settings) -> Path | None:
+    model = args.model or settings.local_model
+    if model is None:
+        print("error: no model: pass --model PATH or set ASSISTANT_LOCAL_MODEL", file=sys.stderr)
+    return model
+
+
+def cmd_llm_check(args, settings: Settings) -> int:
+    model = _model_arg(args, settings)
+    if model is None:
+        return 2
+    try:
+        path = check_model(model)
+    except LocalModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{path} can be served ({path.stat().st_size / 2**20:,.0f} MB)")
+    return 0
+
+
+def cmd_llm_serve(args, settings: Settings) -> int:
+    model = _model_arg(args, settings)
+    if model is None:
+        return 2
+    threads = args.threads or settings.local_threads or max(1, os.cpu_count() or 1)
+    server = LocalServer(Path(model), threads=threads, ctx=args.ctx or settings.local_ctx)
+    try:
+        server.start()
+    except LocalModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"llama.cpp server for {server.model_name} at {server.base_url} (pid {server.pid}, {threads} threads)")
+    print(f"Point the assistant at it: OPENAI_BASE_URL={server.base_url} ASSISTANT_LLM_MODEL={server.model_name}")
+    print("Ctrl-C stops it.", flush=True)
+    try:
+        while server.alive():
+            time.sleep(0.5)
+        print("error: the server exited", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
         server.stop()
 
 
