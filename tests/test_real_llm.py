@@ -188,3 +188,12 @@ def test_bad_model_files_get_clear_messages_before_start(tmp_path):
     with pytest.raises(LocalModelError, match="needs about .* GB of memory"):
         check_model(MODEL, available=50 * 2**20)  # 50 MB free
     assert check_model(MODEL) == MODEL.resolve()
+
+
+def test_llm_check_command(tmp_path, capsys):
+    from assistant.cli import main
+
+    assert main(["llm", "check", "--model", str(MODEL)]) == 0 and "can be served" in capsys.readouterr().out
+    (tmp_path / "notes.gguf").write_text("not a model")
+    assert main(["llm", "check", "--model", str(tmp_path / "notes.gguf")]) == 2
+    assert "not a GGUF model file" in capsys.readouterr().err
