@@ -169,6 +169,8 @@ class OpenAIGenerator:
             reply = self._retrying(
                 lambda: self._within(deadline, lambda left: [client.create(timeout=left, **body)]), deadline)[0]
         except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+            if not re.search(r"response_format|json|schema|grammar", str(exc), re.IGNORECASE):
+                raise self._error(exc) from None  # refused for another reason (the prompt too long…)
             log.warning("%s refused response_format (HTTP %s): answering in text", self.base_url, exc.status_code)
             self.json_output = False
             return None
