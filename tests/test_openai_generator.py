@@ -446,3 +446,17 @@ def test_uncited_statements_of_the_model_are_dropped_and_listed(make_assistant, 
     answer = make_assistant().ask("Qui a représenté Xi Jinping au sommet ?")
     assert answer.text == "Zhang Guoqing a représenté Xi Jinping [1]."
     assert answer.unsupported_sentences == ["La Chine a signé la déclaration de Paris."]
+
+
+def test_json_sentence_holding_two_sentences_shows_only_the_cited_one(make_assistant, fake_llm):
+    """Found on the gold set with SmolLM2: a JSON "text" of two sentences got its markers after the second,
+    and the first, uncited, was shown on its lexical overlap alone."""
+    def reply(body):
+        n = fake_llm.number_of(body, "Zhang Guoqing")
+        return _json([("La Chine a signé la déclaration de Paris. Zhang Guoqing a représenté Xi Jinping.", [n],
+                       "Zhang Guoqing")])
+
+    fake_llm.reply = reply
+    answer = make_assistant(llm_output="json_schema").ask("Qui a représenté Xi Jinping au sommet ?")
+    assert answer.text == "Zhang Guoqing a représenté Xi Jinping [1]."
+    assert answer.unsupported_sentences == ["La Chine a signé la déclaration de Paris."]

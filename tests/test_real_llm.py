@@ -18,7 +18,7 @@ import urllib.request
 import pytest
 
 from assistant.chain import Assistant
-from assistant.citations import parse_markers
+from assistant.citations import answer_sentences, is_framing, parse_markers
 from assistant.generation import DECLINE, GenerationRequest
 from assistant.generation.openai import ANSWER_RESERVE
 from assistant.llm_server import LocalModelError, LocalServer, check_model, ensure_local_server, packaged_model
@@ -70,6 +70,10 @@ def assert_contract(answer: Answer, threshold: float = 0.5) -> None:
     assert numbers == {c.number for c in answer.citations}  # every marker shown is a citation, and back
     if not answer.citations:
         assert answer.declined and answer.text in DECLINE.values()
+    else:  # no statement is shown without the passage it rests on
+        for start, end in answer_sentences(answer.text):
+            sentence = answer.text[start:end]
+            assert parse_markers(sentence) or is_framing(sentence), sentence
     for sentence in answer.unsupported_sentences:
         assert sentence not in answer.text  # dropped, and listed
     for markup in ("<<<", ">>>", "PASSAGE", "source:", "<", "](", "!["):

@@ -320,9 +320,12 @@ def structured_generation(content: str, passages: list[str], lang: str, base_url
         markers = "".join(f"[{n}]" for n in dict.fromkeys(holding + invented))
         body, end = (text[:-1], text[-1]) if text[-1] in ".!?" else (text, ".")
         lines.append(f"{body} {markers}{end}")
-    if not lines:
+    # a "sentence" may hold several: the markers go at its end, so the ones before would be uncited
+    text, uncited = drop_uncited(" ".join(lines))
+    dropped += uncited
+    if not text:
         return Generation(text=DECLINE[lang], declined=True, used=used, dropped=dropped)
-    return Generation(text=" ".join(lines), declined=False, used=used, dropped=dropped)
+    return Generation(text=text, declined=False, used=used, dropped=dropped)
 
 
 def is_transient(exc: Exception) -> bool:
