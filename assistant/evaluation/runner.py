@@ -75,6 +75,8 @@ def score_item(item: EvalItem, answer: Answer, latency_ms: float | None, k: int)
         "error": answer.error,
         "citations": citations,
         "conflicts": [c.model_dump() for c in answer.conflicts],
+        "unsupported_sentences": list(answer.unsupported_sentences),  # dropped by verification
+        "removed_markers": answer.removed_markers,
         "retrieved": [
             {"rank": p.rank, "source": p.source, "chunk_id": p.chunk_id, "score": round(p.score, 5),
              "text": " ".join(p.text.split())[:SNIPPET]}

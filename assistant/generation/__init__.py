@@ -38,6 +38,7 @@ class GenerationRequest:
     history: Sequence[Turn] = ()
     query_vector: np.ndarray | None = None
     documents: dict[str, str] = field(default_factory=dict)  # source -> full text
+    deadline: float | None = None  # time.monotonic() by which the question must be answered (LLM budget)
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Generation:
     text: str  # markers [n] refer to request.passages[n-1]
     declined: bool = False
     used: int | None = None  # passages actually shown to the model (the first `used`); None = all
+    dropped: list[str] = field(default_factory=list)  # sentences the generator itself found unsupported
 
 
 @runtime_checkable
