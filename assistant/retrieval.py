@@ -4,6 +4,7 @@ Exposed as a LangChain `BaseRetriever`; `search()` returns typed `ScoredPassage`
 """
 from __future__ import annotations
 
+import threading
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -18,7 +19,7 @@ from pydantic import ConfigDict, PrivateAttr
 from assistant import documents
 from assistant.config import Settings
 from assistant.embeddings import get_embedder
-from assistant.indexing import document_file, lexical_dir, open_store, rebuild_lexical
+from assistant.indexing import document_file, open_store, sync_lexical
 from assistant.lexical import LexicalIndex
 from assistant.models import ScoredPassage
 from assistant.store import VectorStore
@@ -43,22 +44,29 @@ class HybridRetriever(BaseRetriever):
     k: int = 5
     _store: VectorStore = PrivateAttr()
     _lexical: LexicalIndex | None = PrivateAttr(default=None)
-    _lexical_mtime: float = PrivateAttr(default=-1.0)
+    _lexical_checked: float = PrivateAttr(default=-1.0)
+    _lexical_lock: Any = PrivateAttr(default_factory=threading.Lock)
     last_timings: dict[str, float] = {}
 
     def model_post_init(self, __context: Any) -> None:
         self._store = open_store(self.settings, self.kb, create=False)
 
-    # --- lexical index, reloaded when an ingest or a delete rewrote it
+    # --- lexical index: SQLite (one connection per thread), updated in place by every ingest or delete
+    # made in this data dir; checked against the knowledge base's generation in Chroma at most every
+    # `lexical_sync_seconds`, which brings in what another process (another machine) wrote
     def _lexical_index(self) -> LexicalIndex:
-        meta = lexical_dir(self.settings, self.kb) / "meta.json"
-        mtime = meta.stat().st_mtime if meta.exists() else -1.0
-        if self._lexical is None or mtime != self._lexical_mtime:
-            self._lexical = LexicalIndex.load(meta.parent) if mtime >= 0 else None
-            if self._lexical is None:  # missing (e.g. a Chroma server filled elsewhere): derive it
-                self._lexical = rebuild_lexical(self.settings, self.kb, self._store)
-                mtime = meta.stat().st_mtime if meta.exists() else -1.0
-            self._lexical_mtime = mtime
+        index = self._lexical
+        due = time.monotonic() - self._lexical_checked >= self.settings.lexical_sync_seconds
+        if index is not None and not due and index.path.exists():
+            return index
+        # one thread brings it up to date; the others search what is committed meanwhile
+        if not self._lexical_lock.acquire(blocking=index is None):
+            return index
+        try:
+            self._lexical = sync_lexical(self.settings, self.kb, self._store)
+            self._lexical_checked = time.monotonic()
+        finally:
+            self._lexical_lock.release()
         return self._lexical
 
     def search(self, query: str, k: int | None = None, query_vector: np.ndarray | None = None) -> list[ScoredPassage]:
