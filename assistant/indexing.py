@@ -163,7 +163,7 @@ def open_lexical(settings: Settings, kb: str) -> LexicalIndex:
             folder = path.parent
             if folder.is_dir():  # the files of the former BM25 index (bm25s), if any
                 for child in folder.iterdir():
-                    if not child.name.startswith(path.name):
+                    if not (child.name.startswith(path.name) or child.name == "tantivy"):
                         shutil.rmtree(child) if child.is_dir() else child.unlink(missing_ok=True)
             index = _OPEN[str(path)] = LexicalIndex(path)
         return index

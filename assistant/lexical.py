@@ -1,29 +1,36 @@
 """The lexical side of hybrid retrieval: BM25 over accent-folded, stemmed, stop-word-free tokens, in
-SQLite FTS5, next to a compact record of every indexed document.
+tantivy (a Rust search engine: incremental, BM25 with block-max WAND), next to a compact record of
+every indexed document in SQLite.
 
-One SQLite file per knowledge base (`<data_dir>/kbs/<kb>/lexical/index.sqlite3`, WAL mode) holds
-- `fts`: one row per passage, its title and text as our own tokens (folded, stemmed, stop words
-  removed) joined by spaces; FTS5 ranks with its built-in BM25 and is updated one document at a time;
-- `passages`: the passage id and document of each `fts` row (an index on the document, so that
-  replacing or deleting a document touches its rows only);
-- `docs`: per document, its version (content hash, metadata + chunking hash), passage count and ids,
-  status (`complete`, or `pending` while a write is under way);
-- `meta`: the generation of the knowledge base this mirror reflects, the stemming language, the Chroma
-  collection it was built from.
+Per knowledge base, in `<data_dir>/kbs/<kb>/lexical/`:
+- `tantivy/`: one document per passage: its id, its document's name, its title and text as our own
+  tokens (folded, stemmed, stop words removed) joined by spaces; replacing or deleting a document
+  deletes its rows by name and adds the new ones, in one commit (time proportional to the document);
+- `index.sqlite3` (WAL mode): `docs`, per document, its version (content hash, metadata + chunking
+  hash), passage count and ids, status (`complete`, or `pending` while a write is under way);
+  `passages`, the ids indexed; `meta`, the generation of the knowledge base this mirror reflects, the
+  stemming language, the Chroma collection it was built from.
 
 It is derived state: the truth is in Chroma (the passages, and a small collection of per-document
 records, see `assistant.store`). Every write to Chroma bumps the knowledge base's generation; a mirror
 whose generation, collection or language differs is brought up to date from Chroma by
 `assistant.indexing.sync_lexical` — only the documents whose record changed are read again — and a
-missing or broken file is rebuilt from Chroma. Searching is safe from many threads (one connection per
-thread) while another thread or process writes (WAL: a reader sees the last committed transaction).
+missing or broken one is rebuilt from Chroma. tantivy is committed before SQLite records what it
+holds, so a crash in between only makes the next sync write those documents again.
+
+Searching is safe from many threads while another thread or process writes: a search reads the
+committed tantivy segments (reloaded when the recorded generation changes), SQLite reads see the last
+committed transaction, one SQLite connection per thread; writers take tantivy's lock (other processes
+wait for it) and SQLite's write lock in turn.
 """
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -32,7 +39,7 @@ from typing import Iterable, Sequence
 from assistant.language import fold
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 _BUSY_MS = 60_000
 
 
@@ -120,8 +127,19 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS docs (source TEXT PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS passages (rowid INTEGER PRIMARY KEY, pid TEXT NOT NULL UNIQUE, source TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS passages_source ON passages(source);
-CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(body, tokenize = 'unicode61 remove_diacritics 0');
 """
+_WRITER_HEAP = 32_000_000  # bytes of tantivy's indexing buffer (its minimum is 15 MB)
+_LOCK_WAIT_S = 120.0  # how long a writer waits for another process's writer
+
+
+def _schema():
+    import tantivy
+
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("pid", stored=True, tokenizer_name="raw")
+    builder.add_text_field("source", stored=False, tokenizer_name="raw")
+    builder.add_text_field("body", stored=False, tokenizer_name="whitespace")
+    return builder.build()
 
 
 class LexicalIndex:
@@ -129,9 +147,12 @@ class LexicalIndex:
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.text_dir = self.path.parent / "tantivy"
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
+        self._write_lock = threading.Lock()  # one tantivy writer per process
+        self._reload_lock = threading.Lock()
         conn = self._conn()
         try:
             ok = self._meta(conn).get("schema") in (None, SCHEMA_VERSION)
@@ -142,10 +163,39 @@ class LexicalIndex:
             self.close()
             for suffix in ("", "-wal", "-shm"):
                 Path(str(self.path) + suffix).unlink(missing_ok=True)
+            shutil.rmtree(self.text_dir, ignore_errors=True)
             self._local = threading.local()
             self._conn().executescript(_SCHEMA)
         with self._write() as c:
             c.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
+        self._text = self._open_text()
+        self._loaded = None  # the generation the tantivy searcher was last reloaded for
+
+    def _open_text(self):
+        import tantivy
+
+        self.text_dir.mkdir(parents=True, exist_ok=True)
+        schema = _schema()
+        self._schema = schema
+        try:
+            return tantivy.Index(schema, path=str(self.text_dir), reuse=True)
+        except ValueError:  # another schema, or broken: derived state, start again (and resync)
+            shutil.rmtree(self.text_dir, ignore_errors=True)
+            self.text_dir.mkdir(parents=True)
+            with self._write() as c:
+                c.execute("DELETE FROM meta WHERE key = 'generation'")
+            return tantivy.Index(schema, path=str(self.text_dir), reuse=True)
+
+    def _writer(self):
+        """tantivy's writer; another process holding it is waited for."""
+        deadline = time.monotonic() + _LOCK_WAIT_S
+        while True:
+            try:
+                return self._text.writer(heap_size=_WRITER_HEAP, num_threads=1)
+            except ValueError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     # --- connections: one per thread, WAL, waiting for a writer rather than failing
     def _conn(self) -> sqlite3.Connection:
@@ -220,8 +270,13 @@ class LexicalIndex:
     # --- writing
     def reset(self, language: str, collection: str) -> None:
         """Empty the mirror (before a rebuild from Chroma); generation unset until the rebuild ends."""
+        with self._write_lock:
+            writer = self._writer()
+            writer.delete_all_documents()
+            writer.commit()
+            writer.wait_merging_threads()
         with self._write() as c:
-            for table in ("docs", "passages", "fts"):
+            for table in ("docs", "passages"):
                 c.execute(f"DELETE FROM {table}")
             c.execute("DELETE FROM meta WHERE key IN ('generation', 'language', 'collection')")
             c.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
@@ -234,43 +289,58 @@ class LexicalIndex:
         removed: Iterable[str] = (),
         generation: str | None = None,
     ) -> None:
-        """In one transaction: write these records; replace the passages of the documents in
-        `passages` (source -> [(passage id, title + text)]); remove the documents `removed` with their
-        passages; record the generation now reflected."""
+        """Write these records; replace the passages of the documents in `passages` (source ->
+        [(passage id, title + text)]); remove the documents `removed` with their passages; record the
+        generation now reflected. tantivy in one commit, then SQLite in one transaction."""
+        import tantivy
+
         language = self.language or "french"
-        passages = passages or {}
-        with self._write() as c:
-            for source in [*removed, *passages]:
-                rows = [r[0] for r in c.execute("SELECT rowid FROM passages WHERE source = ?", (source,))]
-                c.executemany("DELETE FROM fts WHERE rowid = ?", [(r,) for r in rows])
-                c.execute("DELETE FROM passages WHERE source = ?", (source,))
-            for source in removed:
-                c.execute("DELETE FROM docs WHERE source = ?", (source,))
-            for source, items in passages.items():
-                for pid, body in items:
-                    # an id another document held (a rename): the newest write wins
-                    old = c.execute("SELECT rowid FROM passages WHERE pid = ?", (pid,)).fetchone()
-                    if old:
-                        c.execute("DELETE FROM fts WHERE rowid = ?", old)
-                        c.execute("DELETE FROM passages WHERE rowid = ?", old)
-                    cur = c.execute("INSERT INTO passages (pid, source) VALUES (?, ?)", (pid, source))
-                    c.execute("INSERT INTO fts (rowid, body) VALUES (?, ?)",
-                              (cur.lastrowid, " ".join(tokenize(body, language))))
-            c.executemany("INSERT OR REPLACE INTO docs VALUES (?, ?)",
-                          [(r.source, json.dumps(r.to_meta(), ensure_ascii=False)) for r in records])
-            if generation is not None:
-                c.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (generation,))
+        passages, removed, records = passages or {}, list(removed), list(records)
+        with self._write_lock:
+            if passages or removed:
+                writer = self._writer()
+                for source in [*removed, *passages]:
+                    writer.delete_documents_by_term("source", source)
+                for source, items in passages.items():
+                    for pid, body in items:
+                        writer.delete_documents_by_term("pid", pid)  # an id another document held (a rename)
+                        writer.add_document(tantivy.Document(pid=pid, source=source,
+                                                             body=" ".join(tokenize(body, language))))
+                writer.commit()
+                writer.wait_merging_threads()  # releases the writer's lock for other processes
+            with self._write() as c:
+                for source in [*removed, *passages]:
+                    c.execute("DELETE FROM passages WHERE source = ?", (source,))
+                for source in removed:
+                    c.execute("DELETE FROM docs WHERE source = ?", (source,))
+                for source, items in passages.items():
+                    c.executemany("INSERT OR REPLACE INTO passages (pid, source) VALUES (?, ?)",
+                                  [(pid, source) for pid, _ in items])
+                c.executemany("INSERT OR REPLACE INTO docs VALUES (?, ?)",
+                              [(r.source, json.dumps(r.to_meta(), ensure_ascii=False)) for r in records])
+                if generation is not None:
+                    c.execute("INSERT OR REPLACE INTO meta VALUES ('generation', ?)", (generation,))
 
     # --- reading
+    def _searcher(self):
+        """tantivy's searcher, reloaded when the recorded generation changed (a write here or in another
+        process: tantivy is committed before the generation is recorded)."""
+        generation = self.generation
+        if generation != self._loaded:
+            with self._reload_lock:
+                self._text.reload()
+                self._loaded = generation
+        return self._text.searcher()
+
     def search(self, query: str, n: int) -> list[tuple[str, float]]:
         """(passage id, BM25 score) of the best n passages with a positive score."""
+        import tantivy
+
         terms = list(dict.fromkeys(tokenize(query, self.language or "french")))
         if not terms or n <= 0:
             return []
-        expr = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
-        rows = self._conn().execute(
-            "SELECT p.pid, -f.r FROM (SELECT rowid, rank AS r FROM fts WHERE fts MATCH ? ORDER BY rank LIMIT ?) f "
-            "JOIN passages p ON p.rowid = f.rowid ORDER BY f.r",
-            (expr, int(n)),
-        ).fetchall()
-        return [(pid, float(score)) for pid, score in rows if score > 0]
+        q = tantivy.Query.boolean_query(
+            [(tantivy.Occur.Should, tantivy.Query.term_query(self._schema, "body", t)) for t in terms])
+        searcher = self._searcher()
+        hits = searcher.search(q, int(n)).hits
+        return [(searcher.doc(address)["pid"][0], float(score)) for score, address in hits if score > 0]

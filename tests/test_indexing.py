@@ -215,7 +215,7 @@ def test_lexical_index_is_derived_from_the_store(settings, corpus):
     assert sorted(after.ids) == sorted(store.ids())
     # a deleted lexical folder is rebuilt from the store by the next search, and by the next ingest
     shutil.rmtree(lexical_dir(settings, "t"))
-    assert open_retriever(settings, "t", k=3).search("Vance Chine")[0].lexical_rank == 1
+    assert all(p.lexical_rank is not None for p in open_retriever(settings, "t", k=3).search("Vance Chine"))
     shutil.rmtree(lexical_dir(settings, "t"))
     assert ingest(settings, corpus, kb="t").embedded == 0
     assert sorted(rebuild_lexical(settings, "t").ids) == sorted(store.ids())
