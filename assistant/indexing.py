@@ -29,7 +29,7 @@ from assistant import documents
 from assistant.chunking import chunk_document
 from assistant.config import Settings
 from assistant.embeddings import get_embedder
-from assistant.lexical import DocRecord, LexicalIndex, detect_language, fingerprint
+from assistant.lexical import DocRecord, LexicalIndex, LocalRecords, detect_language, fingerprint
 from assistant.models import Document, Passage
 from assistant.store import KB_RECORD, StoreError, VectorStore, check_kb_name, drop_kb, passage_key
 
@@ -224,19 +224,26 @@ def _derive_records(store: VectorStore) -> list[DocRecord]:
     return out
 
 
-def _kb_record(store: VectorStore, language_texts: list[str] | None = None) -> dict:
+def records_of(settings: Settings, kb: str, store: VectorStore):
+    """Where the per-document records live: beside the passages. In Chroma (a `kbdocs_<kb>` collection)
+    when the store is a server that several processes share; in the knowledge base's SQLite file when
+    the store is embedded on this disk (a Chroma write costs ~0.1 s whatever its size)."""
+    return store if settings.chroma_host else LocalRecords(open_lexical(settings, kb))
+
+
+def _kb_record(store: VectorStore, records, language_texts: list[str] | None = None) -> dict:
     """The knowledge base's record; made when missing (from the passages' metadata if there are any)."""
-    record = store.kb_record()
+    record = records.kb_record()
     if record is not None:
         return record
     if store.count():
-        records = _derive_records(store)
+        derived = _derive_records(store)
         sample = [t for _, t, _ in store.all_passages()[:500]] if language_texts is None else language_texts
-        store.put_state([r.to_meta() for r in records])
+        records.put_state([r.to_meta() for r in derived])
     else:
         sample = language_texts or []
     record = _kb_meta(_generation(), detect_language(sample))
-    store.put_state([record])
+    records.put_state([record])
     return record
 
 
@@ -245,12 +252,13 @@ def sync_lexical(settings: Settings, kb: str, store: VectorStore, force: bool = 
     when the generations match; else only the documents whose record changed are read again; all of
     them when the mirror is missing, was built from another collection or language, or `force`."""
     index = open_lexical(settings, kb)
-    record = _kb_record(store)
+    records = records_of(settings, kb, store)
+    record = _kb_record(store, records)
     collection, language = store.collection_id, record.get("language") or "french"
     if (not force and index.generation == record["generation"] and index.collection == collection
             and index.language == language):
         return index
-    remote = {m["source"]: DocRecord.from_meta(m) for m in store.state_records() if m.get("source") != KB_RECORD}
+    remote = {m["source"]: DocRecord.from_meta(m) for m in records.state_records() if m.get("source") != KB_RECORD}
     if force or index.collection != collection or index.language != language or not index.generation:
         index.reset(language, collection)
         local: dict[str, DocRecord] = {}
@@ -364,7 +372,7 @@ def ingest(
     max_bytes = int(settings.max_document_mb * documents.MB)
 
     files, report.skipped = _scan(folders)
-    fresh = store.kb_record() is None and store.count() == 0  # a new knowledge base: nothing to read
+    fresh = records_of(settings, kb, store).kb_record() is None and store.count() == 0  # new: nothing to read
     index = None if fresh else sync_lexical(settings, kb, store)
     state: dict[str, DocRecord] = {} if index is None else index.documents()
     metadata = {f: documents.load_metadata(f) for f in folders}  # per folder: names are per folder
@@ -393,7 +401,7 @@ def ingest(
         todo.append((doc, passages, meta, file.digest))
 
     if index is None:  # the first write: the knowledge base's record, its stemming language from these texts
-        _kb_record(store, [p.text for _, ps, _, _ in todo for p in ps][:500])
+        _kb_record(store, records_of(settings, kb, store), [p.text for _, ps, _, _ in todo for p in ps][:500])
         index = sync_lexical(settings, kb, store)
     writer = _Writer(settings, store, index, embedder, state)
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -447,6 +455,7 @@ class _Writer:
     def __init__(self, settings: Settings, store: VectorStore, index: LexicalIndex, embedder,
                  state: dict[str, DocRecord]):
         self.store, self.index, self.embedder, self.state = store, index, embedder, state
+        self.records = records_of(settings, store.kb, store)
         self.embed_batch = max(1, settings.embedding_batch)
         self.limit = settings.upsert_batch or store.max_batch_size
         self.every = settings.upsert_every_seconds
@@ -478,7 +487,7 @@ class _Writer:
         # 1. the documents written for the first time are marked pending (ids: old ∪ new)
         marks = [d for d in self.docs if not d.marked]
         if marks:
-            self.store.put_state([d.pending().to_meta() for d in marks] + [self._bump()])
+            self.records.put_state([d.pending().to_meta() for d in marks] + [self._bump()])
             for d in marks:
                 d.marked = True
         # 2. the passages
@@ -493,7 +502,7 @@ class _Writer:
         if stale:
             self.store.delete_ids(stale)
         kb = self._bump()
-        self.store.put_state([d.record.to_meta() for d in done] + [kb])
+        self.records.put_state([d.record.to_meta() for d in done] + [kb])
         # 4. this process's lexical index, in one transaction (the texts are at hand: nothing is read back)
         unfinished = [d.pending() for d in self.docs if not d.done]
         self.index.apply(
@@ -512,9 +521,9 @@ class _Writer:
         if not sources:
             return
         self.store.delete_ids([i for s in sources for i in self.state[s].ids])
-        self.store.delete_state(sources)
+        self.records.delete_state(sources)
         kb = self._bump()
-        self.store.put_state([kb])
+        self.records.put_state([kb])
         self.index.apply(removed=sources, generation=kb["generation"])
         for s in sources:
             self.state.pop(s, None)

@@ -7,7 +7,8 @@ the same run as its reference; writes benchmarks/results.json and prints a table
     .venv/bin/python benchmarks/run.py --parts 3 --quick           # only some parts
 
 Parts: 1 ingestion throughput + encoder tuning, 2 unchanged re-ingest, 3 retrieval latency and recall,
-4 answer latency, 5 cold start, 6 quality against a textbook LangChain RAG. See benchmarks/README.md.
+4 answer latency, 5 cold start, 6 quality against a textbook LangChain RAG, 8 swapping documents in at
+scale (before/after trees). See benchmarks/README.md.
 """
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ MODES = {
         "scales": [1_000, 10_000, 100_000], "queries": 200, "passes": 3, "ef_sweep": [100, 200, 400, 800, 1600],
         "answer_questions": None, "answer_passes": 2, "cold_reps": 3, "app_cold_start": True,
         "gold_questions": None, "piaf_questions": 300,
+        "scale_sizes": [10_000, 50_000, 200_000], "scale_queries": 200, "scale_before": "main",
     },
     "quick": {
         "piaf_articles": 6, "reps": 2,
@@ -49,6 +51,7 @@ MODES = {
         "scales": [1_000], "queries": 50, "passes": 2, "ef_sweep": [100, 800],
         "answer_questions": 12, "answer_passes": 1, "cold_reps": 1, "app_cold_start": True,
         "gold_questions": None, "piaf_questions": 60,
+        "scale_sizes": [2_000], "scale_queries": 50, "scale_before": "main",
     },
     "smoke": {
         "piaf_articles": 1, "reps": 1,
@@ -57,9 +60,10 @@ MODES = {
         "scales": [300], "queries": 5, "passes": 1, "ef_sweep": [100],
         "answer_questions": 2, "answer_passes": 1, "cold_reps": 1, "app_cold_start": False,
         "gold_questions": 5, "piaf_questions": 5,
+        "scale_sizes": [200], "scale_queries": 5, "scale_before": None,
     },
 }
-ALL_PARTS = (1, 2, 3, 4, 5, 6)
+ALL_PARTS = (1, 2, 3, 4, 5, 6, 8)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     size = ap.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="small sizes, a couple of minutes")
     size.add_argument("--smoke", action="store_true", help="tiny sizes, for the test suite")
-    ap.add_argument("--parts", default="1,2,3,4,5,6", help="comma-separated parts to run (default: all)")
+    ap.add_argument("--parts", default="1,2,3,4,5,6,8", help="comma-separated parts to run (default: all)")
+    ap.add_argument("--scale-before", help="git ref of the 'before' tree of part 8 (default: main; '' to skip)")
     ap.add_argument("--out", type=Path, default=BENCH_DIR / "results.json", help="where to write the JSON results")
     ap.add_argument("--work", type=Path, help="working directory (default: a temporary one, removed at the end)")
     ap.add_argument("--keep", action="store_true", help="keep the working directory")
@@ -78,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = dict(MODES[mode])
     if args.piaf_articles:
         cfg["piaf_articles"] = args.piaf_articles
+    if args.scale_before is not None:
+        cfg["scale_before"] = args.scale_before or None
     parts = sorted({int(p) for p in args.parts.split(",") if p.strip()})
     work = args.work or Path(tempfile.mkdtemp(prefix="summit-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -133,6 +140,7 @@ def run_parts(cfg: dict, parts: list[int], work: Path, results: dict) -> None:
     import bench_ingest
     import bench_quality
     import bench_retrieval
+    import bench_scale
     from bench_corpora import piaf_sample
 
     need_piaf = any(p in parts for p in (1, 2, 3, 6))
@@ -174,6 +182,9 @@ def run_parts(cfg: dict, parts: list[int], work: Path, results: dict) -> None:
         else:
             cold["app"] = {"status": "skipped in this mode"}
         results["cold_start"] = cold
+
+    if 8 in parts:
+        _guard(results, "scale", bench_scale.run, cfg, work)
 
 
 # ---------------------------------------------------------------- the table
@@ -281,6 +292,25 @@ def render_table(r: dict) -> str:
                          f"naive {n['hit_at_5']:.3f} / {n['mrr']:.3f} / {n['answer_hit_at_5']:.3f}", target))
     if q and "gold" not in q and q.get("status", "ok") != "ok":
         rows.append(("6 quality", q["status"], "", ""))
+
+    sc = r.get("scale") or {}
+    for size in sc.get("sizes") or []:
+        for tree in ("before", "after"):
+            c = (sc.get(tree) or {}).get(str(size))
+            if not c:
+                continue
+            if c.get("status") != "ok":
+                rows.append((f"8 scale @ {size:,} ({tree})", c.get("status", ""), "", ""))
+                continue
+            rows.append((f"8 scale @ {c['passages']:,} hashing ({tree}) (s)",
+                         f"add {c['add_one_document_s']:.2f} · replace {c['replace_one_document_s']:.2f} · "
+                         f"delete {c['delete_one_document_s']:.2f} · unchanged {c['unchanged_reingest_s']['median']:.2f}",
+                         f"full ingest {c['full_ingest_s']:.0f} s; hybrid p50/p95 {c['hybrid_ms']['p50']:.1f}/"
+                         f"{c['hybrid_ms']['p95']:.1f} ms; peak RSS {c['peak_rss_mb']:.0f} MB", ""))
+    if sc.get("met"):
+        rows.append(("8 scale targets", " · ".join(f"{k}: {_met(v)}" for k, v in sc["met"].items()), "", ""))
+    elif sc and sc.get("status", "ok") != "ok":
+        rows.append(("8 scale", sc["status"], "", ""))
 
     widths = [max(len(row[i]) for row in rows + [("figure", "value", "reference", "target")]) for i in range(4)]
     line = lambda cells: " | ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731

@@ -98,3 +98,15 @@ def test_quality_keys(smoke):
                 assert key in q[name][side]
         assert "hit_at_5" in q[name]["delta"]
     assert q["piaf"]["naive"]["k"] == 4 and q["piaf"]["ours"]["k"] == 5
+
+
+def test_scale_keys(smoke):
+    _, r = smoke
+    sc = r["scale"]
+    _ok(sc)
+    (cell,) = sc["after"].values()
+    _ok(cell)
+    for key in ("full_ingest_s", "unchanged_reingest_s", "add_one_document_s", "replace_one_document_s",
+                "delete_one_document_s", "hybrid_ms", "peak_rss_mb", "embed_10_passages_s"):
+        assert key in cell
+    assert cell["replaced_document_found"] is True

@@ -137,16 +137,17 @@ CRASH = textwrap.dedent(
     import os, sys
     sys.path.insert(0, {root!r})
     from assistant.config import Settings
-    from assistant import store
+    from assistant import lexical, store
     from assistant.indexing import ingest
     calls = {{"n": 0}}
-    original = getattr(store.VectorStore, {method!r})
+    owner = lexical.LocalRecords if {method!r} in ("put_state", "delete_state") else store.VectorStore
+    original = getattr(owner, {method!r})
     def dying(self, *a, **kw):
         calls["n"] += 1
         if calls["n"] > {after}:
             os._exit(137)  # as abrupt as a kill: no cleanup, no flush
         return original(self, *a, **kw)
-    setattr(store.VectorStore, {method!r}, dying)
+    setattr(owner, {method!r}, dying)
     # small write batches, so that the run is killed with some documents written and others not
     ingest(Settings(data_dir={data!r}, embeddings="hashing", embedding_batch=4, upsert_batch=4), {folder!r}, kb="t")
     """
@@ -217,19 +218,20 @@ def test_lexical_index_is_derived_from_the_store(settings, corpus):
     shutil.rmtree(lexical_dir(settings, "t"))
     assert all(p.lexical_rank is not None for p in open_retriever(settings, "t", k=3).search("Vance Chine"))
     shutil.rmtree(lexical_dir(settings, "t"))
-    assert ingest(settings, corpus, kb="t").embedded == 0
+    # the records are derived from the passages again: the document whose passages went is indexed again
+    report = ingest(settings, corpus, kb="t")
+    assert report.added == ["notes.md"] and report.embedded == len(gone)
     assert sorted(rebuild_lexical(settings, "t").ids) == sorted(store.ids())
+    assert ingest(settings, corpus, kb="t").embedded == 0
 
 
 def test_knowledge_base_without_document_records_is_migrated(settings, corpus):
     """A knowledge base written before the per-document records (or having lost them): the records are
     derived once from the passages' metadata, and nothing is embedded again."""
     from assistant.indexing import lexical_dir
-    from assistant.store import connect
 
     first = ingest(settings, corpus, kb="t")
-    connect(settings).delete_collection("kbdocs_t")
-    shutil.rmtree(lexical_dir(settings, "t"))
+    shutil.rmtree(lexical_dir(settings, "t"))  # embedded store: the records live in the lexical folder
     assert _sources(settings) == {p.name for p in corpus.iterdir()}
     again = ingest(settings, corpus, kb="t")
     assert again.embedded == 0 and not again.changed and again.chunks == first.chunks
