@@ -116,6 +116,16 @@ class Settings(BaseSettings):
             self.llm_model = self.local_model.stem
         return self
 
+    # --- indexing at scale (an ingest costs what changed, not the size of the knowledge base)
+    # passages written to Chroma per call; 0 = Chroma's maximum (`get_max_batch_size()`, 5,461 embedded).
+    # Independent of embedding_batch: embedded passages are buffered until a write is due.
+    upsert_batch: int = Field(0, ge=0, validation_alias=_env("ASSISTANT_UPSERT_BATCH"))
+    # …or until this many seconds of embedding are buffered (a slow model: a crash loses no more)
+    upsert_every_seconds: float = Field(30.0, gt=0, validation_alias=_env("ASSISTANT_UPSERT_EVERY_SECONDS"))
+    # how often a search checks whether another process (another machine, with CHROMA_HOST) changed
+    # the knowledge base, to bring this process's lexical index up to date; 0 = before every search
+    lexical_sync_seconds: float = Field(1.0, ge=0, validation_alias=_env("ASSISTANT_LEXICAL_SYNC_SECONDS"))
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -1,29 +1,37 @@
 """Incremental indexing of a folder of documents into a knowledge base.
 
-The state of the index is read from the store itself: every passage carries its document's content
-hash and chunk count. A document is up to date when all its passages carry the file's current hash
-and their number is the recorded count. So an unchanged corpus embeds nothing, and a run killed half
-way (some passages written, old ones not yet removed) is detected and repaired by the next run.
+The state of the index is a compact record per document (version hashes, passage count and ids,
+pending/complete) kept in Chroma beside the passages and mirrored, with the lexical index, in a local
+SQLite file (`assistant.lexical`). A document is up to date when its record is complete and carries
+the file's current hash and the current metadata + chunking hash. So an unchanged corpus reads no
+passage and embeds nothing; adding, replacing or deleting a document costs that document (its
+passages, its records, its rows of the lexical index); and a run killed half way (some passages
+written, old ones not yet removed) leaves a pending record that the next run repairs.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import shutil
+import sqlite3
+import threading
 import time
+import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
+
+import numpy as np
 
 from assistant import documents
 from assistant.chunking import chunk_document
 from assistant.config import Settings
 from assistant.embeddings import get_embedder
-from assistant.lexical import LexicalIndex, fingerprint
+from assistant.lexical import DocRecord, LexicalIndex, LocalRecords, detect_language, fingerprint
 from assistant.models import Document, Passage
-from assistant.store import StoreError, VectorStore, check_kb_name, drop_kb, passage_key
+from assistant.store import KB_RECORD, StoreError, VectorStore, check_kb_name, drop_kb, passage_key
 
 Progress = Callable[[int, int, str], None]  # (done, total, message)
 
@@ -136,34 +144,147 @@ def lexical_dir(settings: Settings, kb: str) -> Path:
     return settings.kb_dir(kb) / "lexical"
 
 
+def lexical_path(settings: Settings, kb: str) -> Path:
+    return lexical_dir(settings, kb) / "index.sqlite3"
+
+
+_OPEN: dict[str, LexicalIndex] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def open_lexical(settings: Settings, kb: str) -> LexicalIndex:
+    """This process's handle on a knowledge base's SQLite mirror (one per file; connections per thread)."""
+    path = lexical_path(settings, kb)
+    with _OPEN_LOCK:
+        index = _OPEN.get(str(path))
+        if index is None or not path.exists():  # first use, or the folder was removed (a rebuild)
+            if index is not None:
+                index.close()
+            folder = path.parent
+            if folder.is_dir():  # the files of the former BM25 index (bm25s), if any
+                for child in folder.iterdir():
+                    if not (child.name.startswith(path.name) or child.name == "tantivy"):
+                        shutil.rmtree(child) if child.is_dir() else child.unlink(missing_ok=True)
+            index = _OPEN[str(path)] = LexicalIndex(path)
+        return index
+
+
 def index_version(settings: Settings, kb: str | None = None) -> str:
-    """Changes whenever the knowledge base's passages change (every write rebuilds the lexical index),
-    whoever made the change: this process, the CLI or another browser tab."""
-    meta = lexical_dir(settings, kb or settings.kb) / "meta.json"
-    try:
-        stat = meta.stat()
-    except OSError:
+    """Changes whenever the knowledge base's passages change (every write bumps its generation),
+    whoever made the change: this process, the CLI or another browser tab (in server mode: once this
+    process's lexical index has caught up, see `lexical_sync_seconds`)."""
+    path = lexical_path(settings, kb or settings.kb)
+    if not path.is_file():
         return "none"
-    return f"{stat.st_mtime_ns}-{stat.st_size}"
+    try:
+        conn = sqlite3.connect(path.as_uri() + "?mode=ro", uri=True, timeout=5)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return "none"
+    return row[0] if row else "none"
 
 
 # --- state of the index -----------------------------------------------------------------------------
-def _index_state(store: VectorStore) -> dict[str, dict]:
-    """Per source: ids, hashes seen, recorded chunk count, title, size, indexed_at."""
-    state: dict[str, dict] = defaultdict(lambda: {"ids": [], "hashes": set(), "n": 0})
+# The truth is a record per document in Chroma (`VectorStore.state_records`), written before and after
+# its passages: `pending` with the ids old ∪ new before, `complete` with the new ids after the stale ones
+# are gone. A run killed in between leaves a pending record: the next run re-ingests that document and
+# deletes every id the record lists that it does not write again. The knowledge base's record carries a
+# generation bumped by every write; the SQLite mirror records the generation it reflects, so "is it up
+# to date" costs one record read, and the mirror is brought up to date by reading only the documents
+# whose record changed.
+def _generation() -> str:
+    return uuid.uuid4().hex
+
+
+def _kb_meta(generation: str, language: str) -> dict:
+    return {"source": KB_RECORD, "generation": generation, "language": language}
+
+
+def _derive_records(store: VectorStore) -> list[DocRecord]:
+    """Per-document records from the passages' own metadata (a knowledge base written before the
+    records existed, or whose records were lost): reads every passage's metadata, once."""
+    state: dict[str, dict] = defaultdict(lambda: {"ids": [], "versions": set(), "n": 0})
     for pid, meta in store.all_metadata():
         entry = state[meta["source"]]
         entry["ids"].append(pid)
-        entry["hashes"].add((meta.get("content_hash", ""), meta.get("meta_hash", "")))
+        entry["versions"].add((meta.get("content_hash", ""), meta.get("meta_hash", "")))
         entry["n"] = int(meta.get("n_chunks", 0))
         for key in ("title", "size", "indexed_at"):
             entry[key] = meta.get(key)
-    return dict(state)
+    out = []
+    for source, e in state.items():
+        version = next(iter(e["versions"])) if len(e["versions"]) == 1 else ("", "")
+        ok = len(e["versions"]) == 1 and len(e["ids"]) == e["n"]
+        out.append(DocRecord(source, version[0], version[1], e["n"], sorted(e["ids"]),
+                             "complete" if ok else "pending", e.get("title") or "", int(e.get("size") or 0),
+                             e.get("indexed_at") or ""))
+    return out
 
 
-def _complete(entry: dict, version: tuple[str, str]) -> bool:
-    """All passages come from this version of the document (file hash, metadata + chunking hash) and none is missing."""
-    return entry["hashes"] == {version} and len(entry["ids"]) == entry["n"]
+def records_of(settings: Settings, kb: str, store: VectorStore):
+    """Where the per-document records live: beside the passages. In Chroma (a `kbdocs_<kb>` collection)
+    when the store is a server that several processes share; in the knowledge base's SQLite file when
+    the store is embedded on this disk (a Chroma write costs ~0.1 s whatever its size)."""
+    return store if settings.chroma_host else LocalRecords(open_lexical(settings, kb))
+
+
+def _kb_record(store: VectorStore, records, language_texts: list[str] | None = None) -> dict:
+    """The knowledge base's record; made when missing (from the passages' metadata if there are any)."""
+    record = records.kb_record()
+    if record is not None:
+        return record
+    if store.count():
+        derived = _derive_records(store)
+        sample = [t for _, t, _ in store.all_passages()[:500]] if language_texts is None else language_texts
+        records.put_state([r.to_meta() for r in derived])
+    else:
+        sample = language_texts or []
+    record = _kb_meta(_generation(), detect_language(sample))
+    records.put_state([record])
+    return record
+
+
+def sync_lexical(settings: Settings, kb: str, store: VectorStore, force: bool = False) -> LexicalIndex:
+    """Bring this process's lexical index (and document records) in line with Chroma: nothing to do
+    when the generations match; else only the documents whose record changed are read again; all of
+    them when the mirror is missing, was built from another collection or language, or `force`."""
+    index = open_lexical(settings, kb)
+    records = records_of(settings, kb, store)
+    record = _kb_record(store, records)
+    collection, language = store.collection_id, record.get("language") or "french"
+    if (not force and index.generation == record["generation"] and index.collection == collection
+            and index.language == language):
+        return index
+    remote = {m["source"]: DocRecord.from_meta(m) for m in records.state_records() if m.get("source") != KB_RECORD}
+    if force or index.collection != collection or index.language != language or not index.generation:
+        index.reset(language, collection)
+        local: dict[str, DocRecord] = {}
+    else:
+        local = index.documents()
+    changed = [r for s, r in sorted(remote.items()) if not r.same_as(local.get(s))]
+    removed = [s for s in local if s not in remote]
+    step = store.max_batch_size
+    group: list[DocRecord] = []
+    for i, rec in enumerate(changed + [None]):  # read and write in groups of about one Chroma batch
+        if rec is not None:
+            group.append(rec)
+        if group and (rec is None or sum(len(r.ids) for r in group) >= step):
+            rows = store.get([pid for r in group for pid in r.ids])
+            passages = {r.source: [(pid, f"{rows[pid][1].get('title', '')}\n{rows[pid][0]}")
+                                   for pid in r.ids if pid in rows] for r in group}
+            index.apply(records=group, passages=passages)
+            group = []
+    index.apply(removed=removed, generation=record["generation"])
+    return index
+
+
+def rebuild_lexical(settings: Settings, kb: str, store: VectorStore | None = None, force: bool = False,
+                    ids=None) -> LexicalIndex:
+    """The lexical index brought up to date from the store (`force`: rebuilt from every passage)."""
+    return sync_lexical(settings, kb, store or open_store(settings, kb, create=False), force=force)
 
 
 def _meta_hash(meta: dict | None, settings: Settings) -> str:
@@ -251,14 +372,16 @@ def ingest(
     max_bytes = int(settings.max_document_mb * documents.MB)
 
     files, report.skipped = _scan(folders)
-    state = _index_state(store)
+    fresh = records_of(settings, kb, store).kb_record() is None and store.count() == 0  # new: nothing to read
+    index = None if fresh else sync_lexical(settings, kb, store)
+    state: dict[str, DocRecord] = {} if index is None else index.documents()
     metadata = {f: documents.load_metadata(f) for f in folders}  # per folder: names are per folder
     failed: set[str] = set()  # found but not indexable: their old passages leave the index
-    todo: list[tuple[Document, list[Passage], dict | None]] = []
+    todo: list[tuple[Document, list[Passage], dict | None, str]] = []
     for file in files:
         name, meta = file.name, metadata[file.folder].get(file.name)
         entry = state.get(name)
-        if entry and _complete(entry, (file.digest, _meta_hash(meta, settings))):
+        if entry and entry.complete and entry.version == (file.digest, _meta_hash(meta, settings)):
             report.unchanged.append(name)
             continue
         try:
@@ -275,13 +398,14 @@ def ingest(
             failed.add(name)
             continue
         (report.updated if entry else report.added).append(name)
-        todo.append((doc, passages, meta))
+        todo.append((doc, passages, meta, file.digest))
 
-    batch: list[tuple[Passage, dict]] = []
-    total = len(todo)
-    done_docs = 0
+    if index is None:  # the first write: the knowledge base's record, its stemming language from these texts
+        _kb_record(store, records_of(settings, kb, store), [p.text for _, ps, _, _ in todo for p in ps][:500])
+        index = sync_lexical(settings, kb, store)
+    writer = _Writer(settings, store, index, embedder, state)
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    for doc, passages, meta in todo:
+    for done_docs, (doc, passages, meta, digest) in enumerate(todo, start=1):
         extra = {
             "n_chunks": len(passages),
             "size": doc.size,
@@ -289,31 +413,18 @@ def ingest(
             "meta_hash": _meta_hash(meta, settings),
             **_doc_meta(doc),
         }
-        batch.extend((p, extra) for p in passages)
-        while len(batch) >= settings.embedding_batch:
-            report.embedded += _flush(store, embedder, batch[: settings.embedding_batch])
-            batch = batch[settings.embedding_batch :]
-        done_docs += 1
+        record = DocRecord(doc.source, digest, extra["meta_hash"], len(passages),
+                           [passage_key(p) for p in passages], "complete", doc.title, doc.size, stamp)
+        writer.add(passages, extra, record)
         if progress:
-            progress(done_docs, total, doc.source)
-        new_ids = {passage_key(p) for p in passages}
-        old = state.get(doc.source)
-        if old:  # replaced document: its stale passages go once the new ones are written
-            old["stale"] = [i for i in old["ids"] if i not in new_ids]
-    report.embedded += _flush(store, embedder, batch)
+            progress(done_docs, len(todo), doc.source)
+    writer.flush()
+    report.embedded = writer.embedded
 
     present = {f.name for f in files}
-    for name, entry in state.items():
-        if name not in present or name in failed:
-            store.delete_ids(entry["ids"])
-            report.removed.append(name)
-        elif entry.get("stale"):
-            store.delete_ids(entry["stale"])
-
-    wrote = report.embedded or report.removed or any(e.get("stale") for e in state.values())
-    # nothing written: the ids read above are the collection's, no need to read them again
-    current_ids = None if wrote else [pid for e in state.values() for pid in e["ids"]]
-    rebuild_lexical(settings, kb, store, ids=current_ids)
+    gone = [name for name in state if name not in present or name in failed]
+    writer.remove(gone)
+    report.removed.extend(gone)
     report.chunks = store.count()
     report.seconds = time.perf_counter() - t0
     return report
@@ -323,60 +434,110 @@ def _doc_meta(doc: Document) -> dict:
     return {k: str(v) for k, v in doc.metadata.items() if k in ("publisher", "date", "language", "url") and v}
 
 
-def _flush(store: VectorStore, embedder, batch: list[tuple[Passage, dict]]) -> int:
-    if not batch:
-        return 0
-    vectors = embedder.embed_passages([p.text for p, _ in batch])
-    by_extra: dict[int, list[int]] = defaultdict(list)
-    for i, (_, extra) in enumerate(batch):
-        by_extra[id(extra)].append(i)
-    for rows in by_extra.values():
-        store.upsert([batch[i][0] for i in rows], vectors[rows], batch[rows[0]][1])
-    return len(batch)
+@dataclass
+class _Pending:
+    record: DocRecord  # the new version's record (complete)
+    old: DocRecord | None
+    passages: list[Passage]
+    marked: bool = False  # its pending record is written
+    done: bool = False  # all its passages are embedded (in the buffer or written)
+
+    def pending(self) -> DocRecord:
+        ids = list(dict.fromkeys([*(self.old.ids if self.old else []), *self.record.ids]))
+        return replace(self.record, ids=ids, status="pending")
 
 
-def rebuild_lexical(
-    settings: Settings,
-    kb: str,
-    store: VectorStore | None = None,
-    force: bool = False,
-    ids: list[str] | None = None,
-) -> LexicalIndex:
-    """Rebuild the BM25 index from the store when it no longer matches (or is missing).
+class _Writer:
+    """Embeds in batches of `embedding_batch`, writes to Chroma in batches of `upsert_batch` (Chroma's
+    maximum by default) or every `upsert_every_seconds`, and keeps the document records and the
+    lexical index in step with every write."""
 
-    Whether it matches is decided on the passage ids alone (`ids` when the caller has just read them,
-    else an ids-only read); texts are read only to rebuild."""
-    folder = lexical_dir(settings, kb)
-    current = LexicalIndex.load(folder)
-    store = store or open_store(settings, kb, create=False)
-    if current is not None and not force:
-        if current.fingerprint == fingerprint(ids if ids is not None else store.ids()):
-            return current
-    rows = store.all_passages()
-    index = LexicalIndex.build([r[0] for r in rows], [f"{r[2].get('title', '')}\n{r[1]}" for r in rows])
-    index.save(folder)
-    return index
+    def __init__(self, settings: Settings, store: VectorStore, index: LexicalIndex, embedder,
+                 state: dict[str, DocRecord]):
+        self.store, self.index, self.embedder, self.state = store, index, embedder, state
+        self.records = records_of(settings, store.kb, store)
+        self.embed_batch = max(1, settings.embedding_batch)
+        self.limit = settings.upsert_batch or store.max_batch_size
+        self.every = settings.upsert_every_seconds
+        self.buffer: list[tuple[Passage, dict, np.ndarray]] = []
+        self.docs: list[_Pending] = []  # documents with passages in the buffer, or not finished
+        self.embedded = 0
+        self.last = time.perf_counter()
+
+    def add(self, passages: list[Passage], extra: dict, record: DocRecord) -> None:
+        doc = _Pending(record, self.state.get(record.source), passages)
+        self.docs.append(doc)
+        if not passages:
+            doc.done = True
+        for i in range(0, len(passages), self.embed_batch):
+            part = passages[i : i + self.embed_batch]
+            vectors = self.embedder.embed_passages([p.text for p in part])
+            self.buffer.extend((p, extra, v) for p, v in zip(part, vectors))
+            self.embedded += len(part)
+            doc.done = i + self.embed_batch >= len(passages)
+            if len(self.buffer) >= self.limit or time.perf_counter() - self.last >= self.every:
+                self.flush()
+
+    def _bump(self) -> dict:
+        return _kb_meta(_generation(), self.index.language or "french")
+
+    def flush(self) -> None:
+        if not self.docs and not self.buffer:
+            return
+        # 1. the documents written for the first time are marked pending (ids: old ∪ new)
+        marks = [d for d in self.docs if not d.marked]
+        if marks:
+            self.records.put_state([d.pending().to_meta() for d in marks] + [self._bump()])
+            for d in marks:
+                d.marked = True
+        # 2. the passages
+        if self.buffer:
+            self.store.upsert([b[0] for b in self.buffer], np.asarray([b[2] for b in self.buffer]),
+                              [b[1] for b in self.buffer])
+            self.buffer = []
+        # 3. documents finished: their stale passages go, their records become complete
+        done = [d for d in self.docs if d.done]
+        new_ids = {i for d in done for i in d.record.ids}
+        stale = [i for d in done if d.old for i in d.old.ids if i not in new_ids]
+        if stale:
+            self.store.delete_ids(stale)
+        kb = self._bump()
+        self.records.put_state([d.record.to_meta() for d in done] + [kb])
+        # 4. this process's lexical index, in one transaction (the texts are at hand: nothing is read back)
+        unfinished = [d.pending() for d in self.docs if not d.done]
+        self.index.apply(
+            records=[d.record for d in done] + unfinished,
+            passages={d.record.source: [(passage_key(p), f"{p.title}\n{p.text}") for p in d.passages] for d in done},
+            generation=kb["generation"],
+        )
+        for d in done:
+            self.state[d.record.source] = d.record
+        self.docs = [d for d in self.docs if not d.done]
+        self.last = time.perf_counter()
+
+    def remove(self, sources: list[str]) -> None:
+        """Documents out of the index: passages first, then their records (a crash between the two
+        leaves records the next run removes again)."""
+        if not sources:
+            return
+        self.store.delete_ids([i for s in sources for i in self.state[s].ids])
+        self.records.delete_state(sources)
+        kb = self._bump()
+        self.records.put_state([kb])
+        self.index.apply(removed=sources, generation=kb["generation"])
+        for s in sources:
+            self.state.pop(s, None)
 
 
 # --- knowledge-base administration --------------------------------------------------------------------
 def list_documents(settings: Settings, kb: str | None = None) -> list[DocumentInfo]:
-    store = open_store(settings, kb, create=False)
-    out = []
-    for source, entry in sorted(_index_state(store).items()):
-        version = next(iter(entry["hashes"])) if len(entry["hashes"]) == 1 else ("(inconsistent)", "")
-        digest = version[0]
-        out.append(
-            DocumentInfo(
-                source=source,
-                title=entry.get("title") or source,
-                chunks=len(entry["ids"]),
-                content_hash=digest,
-                size=int(entry.get("size") or 0),
-                indexed_at=entry.get("indexed_at") or "",
-                complete=_complete(entry, version),
-            )
-        )
-    return out
+    kb = check_kb_name(kb or settings.kb)
+    index = sync_lexical(settings, kb, open_store(settings, kb, create=False))
+    return [
+        DocumentInfo(source=source, title=r.title or source, chunks=len(r.ids), content_hash=r.content_hash,
+                     size=int(r.size or 0), indexed_at=r.indexed_at or "", complete=r.complete)
+        for source, r in sorted(index.documents().items())
+    ]
 
 
 def delete_document(settings: Settings, source: str, kb: str | None = None, remove_file: bool = True) -> bool:
@@ -387,10 +548,11 @@ def delete_document(settings: Settings, source: str, kb: str | None = None, remo
     if refusal:
         raise ReadOnlyDocument(refusal)
     store = open_store(settings, kb, create=False)
-    entry = _index_state(store).get(source)
+    index = sync_lexical(settings, kb, store)
+    state = index.documents()
+    entry = state.get(source)
     if entry:
-        store.delete_ids(entry["ids"])
-        rebuild_lexical(settings, kb, store)
+        _Writer(settings, store, index, None, state).remove([source])
     found = document_file(settings, kb, source) if remove_file else None
     if found:
         found[0].unlink()

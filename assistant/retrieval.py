@@ -19,7 +19,7 @@ from pydantic import ConfigDict, PrivateAttr
 from assistant import documents
 from assistant.config import Settings
 from assistant.embeddings import get_embedder
-from assistant.indexing import document_file, lexical_dir, open_store, rebuild_lexical
+from assistant.indexing import document_file, open_store, sync_lexical
 from assistant.lexical import LexicalIndex
 from assistant.models import ScoredPassage
 from assistant.store import VectorStore
@@ -43,9 +43,8 @@ class HybridRetriever(BaseRetriever):
     kb: str
     k: int = 5
     _store: VectorStore = PrivateAttr()
-    # (version of the saved index, the index), replaced as one object: a reader never pairs one
-    # version with another's index
-    _lexical: tuple[str, LexicalIndex] | None = PrivateAttr(default=None)
+    _lexical: LexicalIndex | None = PrivateAttr(default=None)
+    _lexical_checked: float = PrivateAttr(default=-1.0)
     _lexical_lock: Any = PrivateAttr(default_factory=threading.Lock)
     last_timings: dict[str, float] = {}
 
@@ -56,36 +55,23 @@ class HybridRetriever(BaseRetriever):
     def store(self) -> VectorStore:
         return self._store
 
-    # --- lexical index, reloaded when an ingest or a delete rewrote it (here or in another process)
+    # --- lexical index: SQLite (one connection per thread), updated in place by every ingest or delete
+    # made in this data dir; checked against the knowledge base's generation in Chroma at most every
+    # `lexical_sync_seconds`, which brings in what another process (another machine) wrote
     def _lexical_index(self) -> LexicalIndex:
-        """The BM25 index, safe for concurrent searches. While one thread loads a newer index, the
-        others keep searching with the one in hand; a folder being swapped in by a writer (no
-        meta.json for an instant) is never taken for a missing index."""
-        folder = lexical_dir(self.settings, self.kb)
-        current = self._lexical
-        if current is not None:
-            version = _lexical_version(folder)
-            if version is None or version == current[0]:
-                return current[1]
-            if not self._lexical_lock.acquire(blocking=False):
-                return current[1]
-        else:
-            self._lexical_lock.acquire()
+        index = self._lexical
+        due = time.monotonic() - self._lexical_checked >= self.settings.lexical_sync_seconds
+        if index is not None and not due and index.path.exists():
+            return index
+        # one thread brings it up to date; the others search what is committed meanwhile
+        if not self._lexical_lock.acquire(blocking=index is None):
+            return index
         try:
-            current = self._lexical
-            if current is not None and current[0] == _lexical_version(folder):
-                return current[1]
-            loaded = _load_lexical(folder)
-            if loaded is None:
-                if current is not None:
-                    return current[1]
-                # missing (e.g. a Chroma server filled elsewhere): derive it
-                index = rebuild_lexical(self.settings, self.kb, self._store)
-                loaded = (_lexical_version(folder) or "", index)
-            self._lexical = loaded
-            return loaded[1]
+            self._lexical = sync_lexical(self.settings, self.kb, self._store)
+            self._lexical_checked = time.monotonic()
         finally:
             self._lexical_lock.release()
+        return self._lexical
 
     def search(self, query: str, k: int | None = None, query_vector: np.ndarray | None = None) -> list[ScoredPassage]:
         k = k or self.k
@@ -141,28 +127,6 @@ class HybridRetriever(BaseRetriever):
         """The full text of a source document (offsets of passages and citations index into it)."""
         found = document_file(self.settings, self.kb, source)  # knowledge/ or the uploads folder
         return _document_text(str(found[0]), str(found[1])) if found else None
-
-
-def _lexical_version(folder: Path) -> str | None:
-    """Identifies one saved lexical index (every save swaps in a new folder, so a new meta.json)."""
-    try:
-        st = (folder / "meta.json").stat()
-    except OSError:
-        return None
-    return f"{st.st_ino}-{st.st_mtime_ns}-{st.st_size}"
-
-
-def _load_lexical(folder: Path, tries: int = 5) -> tuple[str, LexicalIndex] | None:
-    """The saved index with its version; a load that overlapped a writer's swap is retried."""
-    for attempt in range(tries):
-        before = _lexical_version(folder)
-        if before is not None:
-            index = LexicalIndex.load(folder)
-            if index is not None and _lexical_version(folder) == before:
-                return before, index
-        if attempt + 1 < tries:
-            time.sleep(0.02 * (attempt + 1))
-    return None
 
 
 @lru_cache(maxsize=64)

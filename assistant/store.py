@@ -19,7 +19,9 @@ from assistant.models import Passage
 log = logging.getLogger(__name__)
 KB_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,48}[a-z0-9]$|^[a-z0-9]$")
 _PREFIX = "kb_"
-_BATCH = 1000
+_STATE_PREFIX = "kbdocs_"  # one small collection per knowledge base: a record per document (see below)
+KB_RECORD = "__kb__"  # the knowledge base's own record there: generation, stemming language
+_BATCH = 1000  # page size of reads; writes go in batches of Chroma's maximum (`max_batch_size`)
 
 
 class StoreError(RuntimeError):
@@ -143,6 +145,23 @@ class VectorStore:
                 f"Rebuild it with `assistant ingest --kb {kb} --rebuild`, or set ASSISTANT_EMBEDDINGS back."
             )
         self._apply_search_ef()
+        self._max_batch: int | None = None
+        self._state = None  # the per-document records' collection, opened on first use
+
+    @property
+    def collection_id(self) -> str:
+        """Changes when the collection is dropped and made again (a rebuild)."""
+        return str(self._col.id)
+
+    @property
+    def max_batch_size(self) -> int:
+        """The most records Chroma takes in one call (5,461 for the embedded store)."""
+        if self._max_batch is None:
+            try:
+                self._max_batch = max(1, int(self._client.get_max_batch_size()))
+            except Exception:  # an older server without the call
+                self._max_batch = _BATCH
+        return self._max_batch
 
     def _apply_search_ef(self) -> None:
         """Bring an existing collection's HNSW ef_search in line with the settings (a collection made
@@ -162,28 +181,68 @@ class VectorStore:
         makes Chroma warn about the absent embedding function)."""
         return ((self._col.configuration_json or {}).get("hnsw") or {}).get("ef_search")
 
-    @property
-    def collection_id(self) -> str:
-        """Changes when the collection is dropped and made again (a rebuild)."""
-        return str(self._col.id)
-
     # --- writing
     @_reachable
-    def upsert(self, passages: Sequence[Passage], vectors: np.ndarray, extra: dict[str, Any]) -> None:
-        for i in range(0, len(passages), _BATCH):
-            part = passages[i : i + _BATCH]
+    def upsert(self, passages: Sequence[Passage], vectors: np.ndarray,
+               extra: dict[str, Any] | Sequence[dict[str, Any]]) -> None:
+        """Write passages with their vectors; `extra` is the metadata added to every passage, or one
+        dict per passage. In batches of Chroma's maximum."""
+        extras = [extra] * len(passages) if isinstance(extra, dict) else list(extra)
+        step = self.max_batch_size
+        for i in range(0, len(passages), step):
+            part = passages[i : i + step]
             self._col.upsert(
                 ids=[passage_key(p) for p in part],
-                embeddings=np.asarray(vectors[i : i + _BATCH], dtype=np.float32),
+                embeddings=np.asarray(vectors[i : i + step], dtype=np.float32),
                 documents=[p.text for p in part],
-                metadatas=[_metadata(p, extra) for p in part],
+                metadatas=[_metadata(p, e) for p, e in zip(part, extras[i : i + step])],
             )
 
     @_reachable
     def delete_ids(self, ids: Iterable[str]) -> None:
         ids = list(ids)
-        for i in range(0, len(ids), _BATCH):
-            self._col.delete(ids=ids[i : i + _BATCH])
+        step = self.max_batch_size
+        for i in range(0, len(ids), step):
+            self._col.delete(ids=ids[i : i + step])
+
+    # --- per-document records: the index state, without reading every passage
+    # A second collection, `kbdocs_<kb>`, beside the passages (so in the same place: on disk, or on the
+    # Chroma server every process shares): one record per document (version hashes, passage count and
+    # ids, pending/complete) and the knowledge base's record (generation, stemming language). Records
+    # carry a placeholder 1-dimension vector (Chroma requires one); they are read by id, never searched.
+    def _state_col(self):
+        if self._state is None:
+            try:
+                self._state = self._client.get_or_create_collection(
+                    _STATE_PREFIX + self.kb, embedding_function=None, metadata={"kb": self.kb, "kind": "documents"})
+            except Exception as exc:
+                raise StoreError(f"cannot open the document records of {self.kb!r}: {_short(exc)}") from exc
+        return self._state
+
+    def state_records(self) -> list[dict]:
+        """The metadata of every record (documents and the knowledge base's own), in pages."""
+        col, out = self._state_col(), []
+        total = col.count()
+        for offset in range(0, total, _BATCH * 5):
+            out.extend(col.get(include=["metadatas"], limit=_BATCH * 5, offset=offset)["metadatas"])
+        return out
+
+    def kb_record(self) -> dict | None:
+        got = self._state_col().get(ids=[KB_RECORD], include=["metadatas"])
+        return got["metadatas"][0] if got["ids"] else None
+
+    def put_state(self, records: Sequence[dict]) -> None:
+        """Upsert records (each a metadata dict with `source`; the knowledge base's with source KB_RECORD)."""
+        col, step = self._state_col(), self.max_batch_size
+        for i in range(0, len(records), step):
+            part = records[i : i + step]
+            col.upsert(ids=[r["source"] for r in part], embeddings=[[1.0]] * len(part),
+                       documents=[""] * len(part), metadatas=list(part))
+
+    def delete_state(self, sources: Iterable[str]) -> None:
+        sources, col, step = list(sources), self._state_col(), self.max_batch_size
+        for i in range(0, len(sources), step):
+            col.delete(ids=sources[i : i + step])
 
     # --- reading
     @_reachable
@@ -218,8 +277,11 @@ class VectorStore:
     def get(self, ids: Sequence[str]) -> dict[str, tuple[str, dict]]:
         if not ids:
             return {}
-        got = self._col.get(ids=list(ids), include=["documents", "metadatas"])
-        return {i: (d, m) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])}
+        ids, out = list(ids), {}
+        for i in range(0, len(ids), self.max_batch_size):
+            got = self._col.get(ids=ids[i : i + self.max_batch_size], include=["documents", "metadatas"])
+            out.update({k: (d, m) for k, d, m in zip(got["ids"], got["documents"], got["metadatas"])})
+        return out
 
     @_reachable
     def query(self, vector: np.ndarray, n: int) -> list[tuple[str, float]]:
@@ -266,6 +328,10 @@ def list_kbs(settings: Settings) -> list[str]:
 
 def drop_kb(settings: Settings, kb: str) -> bool:
     client = connect(settings)
+    try:
+        client.delete_collection(_STATE_PREFIX + check_kb_name(kb))
+    except Exception:
+        pass
     try:
         client.delete_collection(_PREFIX + check_kb_name(kb))
         return True

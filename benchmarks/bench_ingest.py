@@ -32,7 +32,7 @@ def corpus_passages(docs_dir: Path, st) -> list[str]:
 
 
 class StageClock:
-    """Wraps the pipeline's stages (embed, upsert, lexical rebuild, index state) with timers, in this
+    """Wraps the pipeline's stages (embed, upsert, lexical index updates, index state) with timers, in this
     process only, to tell where an ingest spends its time. The core modules are not changed."""
 
     def __init__(self, st):
@@ -55,14 +55,14 @@ class StageClock:
         setattr(owner, attr, timed)
 
     def __enter__(self):
-        from assistant import indexing, store
+        from assistant import indexing, lexical, store
         from assistant.embeddings import get_embedder
 
         emb = get_embedder(self._settings)
         self.wrap(emb, "embed_passages", "embed")
         self.wrap(store.VectorStore, "upsert", "upsert")
-        self.wrap(indexing, "rebuild_lexical", "lexical")
-        self.wrap(indexing, "_index_state", "index_state")
+        self.wrap(lexical.LexicalIndex, "apply", "lexical")  # the lexical index's updates
+        self.wrap(indexing, "sync_lexical", "index_state")  # the per-document state brought up to date
         self.wrap(indexing, "_scan", "scan_and_hash")
         return self
 

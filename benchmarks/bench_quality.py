@@ -107,11 +107,10 @@ def compare(name: str, items, docs_dir: Path, our_settings, kb: str, work: Path)
     ours_n = retriever._store.count()
 
     from assistant.embeddings import get_embedder
-    from assistant.indexing import lexical_dir
-    from assistant.lexical import LexicalIndex
+    from assistant.indexing import open_lexical
 
     embedder = get_embedder(our_settings)
-    lexical = LexicalIndex.load(lexical_dir(our_settings, kb))
+    lexical = open_lexical(our_settings, kb)
     store = retriever._store
 
     def ours(q):

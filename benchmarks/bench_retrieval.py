@@ -108,12 +108,11 @@ def measure(st, kb: str, questions: list[str], vectors: list[np.ndarray], passes
             investigate: bool = False, ef_values=(100, 800)) -> dict:
     """Per query and interleaved: exact, dense (n=candidates and n=10), lexical, hybrid, and the real
     query embedding; several passes; recall@10 of dense vs exact (ties with the 10th score count)."""
-    from assistant.indexing import lexical_dir, open_store
-    from assistant.lexical import LexicalIndex
+    from assistant.indexing import open_lexical, open_store
     from assistant.retrieval import open_retriever
 
     store = open_store(st, kb, create=False)
-    lexical = LexicalIndex.load(lexical_dir(st, kb))
+    lexical = open_lexical(st, kb)
     retriever = open_retriever(st, kb)
     ids, matrix = all_vectors(st, kb)
     pos = {pid: i for i, pid in enumerate(ids)}

@@ -8,7 +8,7 @@ the same run as its reference; writes benchmarks/results.json and prints a table
 
 Parts: 1 ingestion throughput + encoder tuning, 2 unchanged re-ingest, 3 retrieval latency and recall,
 4 answer latency, 5 cold start, 6 quality against a textbook LangChain RAG, 7 the HTTP API under
-concurrent clients. See benchmarks/README.md.
+concurrent clients, 8 swapping documents in at scale (before/after trees). See benchmarks/README.md.
 """
 from __future__ import annotations
 
@@ -44,6 +44,7 @@ MODES = {
         "gold_questions": None, "piaf_questions": 300,
         "api_levels": [1, 8, 32], "api_chat_requests": 96, "api_search_requests": 640,
         "api_process_clients": 8, "api_process_requests": 16,
+        "scale_sizes": [10_000, 50_000, 200_000], "scale_queries": 200, "scale_before": "main",
     },
     "quick": {
         "piaf_articles": 6, "reps": 2,
@@ -54,6 +55,7 @@ MODES = {
         "gold_questions": None, "piaf_questions": 60,
         "api_levels": [1, 8, 32], "api_chat_requests": 64, "api_search_requests": 320,
         "api_process_clients": 8, "api_process_requests": 8,
+        "scale_sizes": [2_000], "scale_queries": 50, "scale_before": "main",
     },
     "smoke": {
         "piaf_articles": 1, "reps": 1,
@@ -64,9 +66,10 @@ MODES = {
         "gold_questions": 5, "piaf_questions": 5,
         "api_levels": [1, 2], "api_chat_requests": 4, "api_search_requests": 8,
         "api_process_clients": 2, "api_process_requests": 2,
+        "scale_sizes": [200], "scale_queries": 5, "scale_before": None,
     },
 }
-ALL_PARTS = (1, 2, 3, 4, 5, 6, 7)
+ALL_PARTS = (1, 2, 3, 4, 5, 6, 7, 8)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     size = ap.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="small sizes, a couple of minutes")
     size.add_argument("--smoke", action="store_true", help="tiny sizes, for the test suite")
-    ap.add_argument("--parts", default="1,2,3,4,5,6,7", help="comma-separated parts to run (default: all)")
+    ap.add_argument("--parts", default="1,2,3,4,5,6,7,8", help="comma-separated parts to run (default: all)")
+    ap.add_argument("--scale-before", help="git ref of the 'before' tree of part 8 (default: main; '' to skip)")
     ap.add_argument("--out", type=Path, default=BENCH_DIR / "results.json", help="where to write the JSON results")
     ap.add_argument("--work", type=Path, help="working directory (default: a temporary one, removed at the end)")
     ap.add_argument("--keep", action="store_true", help="keep the working directory")
@@ -85,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = dict(MODES[mode])
     if args.piaf_articles:
         cfg["piaf_articles"] = args.piaf_articles
+    if args.scale_before is not None:
+        cfg["scale_before"] = args.scale_before or None
     parts = sorted({int(p) for p in args.parts.split(",") if p.strip()})
     work = args.work or Path(tempfile.mkdtemp(prefix="summit-bench-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -141,6 +147,7 @@ def run_parts(cfg: dict, parts: list[int], work: Path, results: dict) -> None:
     import bench_ingest
     import bench_quality
     import bench_retrieval
+    import bench_scale
     from bench_corpora import piaf_sample
 
     need_piaf = any(p in parts for p in (1, 2, 3, 6))
@@ -185,6 +192,8 @@ def run_parts(cfg: dict, parts: list[int], work: Path, results: dict) -> None:
 
     if 7 in parts:
         _guard(results, "api", bench_api.run, cfg, gold_data, work)
+    if 8 in parts:
+        _guard(results, "scale", bench_scale.run, cfg, work)
 
 
 # ---------------------------------------------------------------- the table
@@ -315,6 +324,24 @@ def render_table(r: dict) -> str:
                      f"{_met(met['p50_20x_better_than_processes'])}"))
     elif api:
         rows.append(("7 API", api.get("status", ""), "", ""))
+    sc = r.get("scale") or {}
+    for size in sc.get("sizes") or []:
+        for tree in ("before", "after"):
+            c = (sc.get(tree) or {}).get(str(size))
+            if not c:
+                continue
+            if c.get("status") != "ok":
+                rows.append((f"8 scale @ {size:,} ({tree})", c.get("status", ""), "", ""))
+                continue
+            rows.append((f"8 scale @ {c['passages']:,} hashing ({tree}) (s)",
+                         f"add {c['add_one_document_s']:.2f} · replace {c['replace_one_document_s']:.2f} · "
+                         f"delete {c['delete_one_document_s']:.2f} · unchanged {c['unchanged_reingest_s']['median']:.2f}",
+                         f"full ingest {c['full_ingest_s']:.0f} s; hybrid p50/p95 {c['hybrid_ms']['p50']:.1f}/"
+                         f"{c['hybrid_ms']['p95']:.1f} ms; peak RSS {c['peak_rss_mb']:.0f} MB", ""))
+    if sc.get("met"):
+        rows.append(("8 scale targets", " · ".join(f"{k}: {_met(v)}" for k, v in sc["met"].items()), "", ""))
+    elif sc and sc.get("status", "ok") != "ok":
+        rows.append(("8 scale", sc["status"], "", ""))
 
     widths = [max(len(row[i]) for row in rows + [("figure", "value", "reference", "target")]) for i in range(4)]
     line = lambda cells: " | ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731

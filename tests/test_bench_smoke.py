@@ -112,3 +112,15 @@ def test_api_keys(smoke):
     assert {"p50_ms", "concurrent_processes"} <= api["process_per_question"].keys()
     assert set(api["met"]) == {"chat_p50_within_2x_in_process", "search_throughput_ge_0_8_one_process",
                                "p50_20x_better_than_processes"}
+
+
+def test_scale_keys(smoke):
+    _, r = smoke
+    sc = r["scale"]
+    _ok(sc)
+    (cell,) = sc["after"].values()
+    _ok(cell)
+    for key in ("full_ingest_s", "unchanged_reingest_s", "add_one_document_s", "replace_one_document_s",
+                "delete_one_document_s", "hybrid_ms", "peak_rss_mb", "embed_10_passages_s"):
+        assert key in cell
+    assert cell["replaced_document_found"] is True

@@ -137,17 +137,19 @@ CRASH = textwrap.dedent(
     import os, sys
     sys.path.insert(0, {root!r})
     from assistant.config import Settings
-    from assistant import store
+    from assistant import lexical, store
     from assistant.indexing import ingest
     calls = {{"n": 0}}
-    original = getattr(store.VectorStore, {method!r})
+    owner = lexical.LocalRecords if {method!r} in ("put_state", "delete_state") else store.VectorStore
+    original = getattr(owner, {method!r})
     def dying(self, *a, **kw):
         calls["n"] += 1
         if calls["n"] > {after}:
             os._exit(137)  # as abrupt as a kill: no cleanup, no flush
         return original(self, *a, **kw)
-    setattr(store.VectorStore, {method!r}, dying)
-    ingest(Settings(data_dir={data!r}, embeddings="hashing", embedding_batch=4), {folder!r}, kb="t")
+    setattr(owner, {method!r}, dying)
+    # small write batches, so that the run is killed with some documents written and others not
+    ingest(Settings(data_dir={data!r}, embeddings="hashing", embedding_batch=4, upsert_batch=4), {folder!r}, kb="t")
     """
 )
 
@@ -158,23 +160,34 @@ def _crash(settings, corpus, method, after):
     assert proc.returncode == 137, proc.stderr
 
 
-@pytest.mark.parametrize("method,after", [("upsert", 2), ("delete_ids", 0)])
+@pytest.mark.parametrize("method,after", [("upsert", 2), ("delete_ids", 0), ("put_state", 2), ("delete_state", 0)])
 def test_crash_during_ingest_is_repaired_by_the_next_run(settings, corpus, method, after):
     for i in range(6):
         (corpus / f"extra{i}.txt").write_text(f"Document {i}. " + "Une phrase de remplissage. " * 40, encoding="utf-8")
-    if method == "delete_ids":  # crash after new passages are written, before stale ones are removed
+    if method in ("delete_ids", "delete_state"):
+        # delete_ids: killed after new passages are written, before stale ones are removed;
+        # delete_state: killed after a removed document's passages are gone, before its record is
         ingest(settings, corpus, kb="t")
         (corpus / "notes.md").write_text("# Notes\n\nLe camembert vient de Normandie.\n", encoding="utf-8")
+        if method == "delete_state":
+            (corpus / "extra5.txt").unlink()
     _crash(settings, corpus, method, after)
 
     report = ingest(settings, corpus, kb="t")
-    assert report.embedded > 0
+    if method == "delete_state":
+        assert report.removed == ["extra5.txt"] and report.embedded == 0
+    else:
+        assert report.embedded > 0
     docs = {d.source: d for d in list_documents(settings, "t")}
     assert set(docs) == {p.name for p in corpus.iterdir()}
     assert all(d.complete for d in docs.values())
     clean = ingest(settings.model_copy(update={"data_dir": settings.data_dir.parent / "clean"}), corpus, kb="t")
     assert report.chunks == clean.chunks
     assert ingest(settings, corpus, kb="t").embedded == 0
+    # the lexical index holds exactly the passages of the store
+    from assistant.indexing import open_lexical, open_store
+
+    assert sorted(open_lexical(settings, "t").ids) == sorted(open_store(settings, "t").ids())
 
 
 def test_unchanged_reingest_reads_no_passage_text(settings, corpus, monkeypatch):
@@ -186,21 +199,66 @@ def test_unchanged_reingest_reads_no_passage_text(settings, corpus, monkeypatch)
         raise AssertionError("an unchanged corpus must not read every passage's text")
 
     monkeypatch.setattr(VectorStore, "all_passages", no_text)
+    monkeypatch.setattr(VectorStore, "all_metadata", no_text)  # nor every passage's metadata
     assert ingest(settings, corpus, kb="t").embedded == 0
 
 
-def test_lexical_index_follows_the_store_ids(settings, corpus):
-    from assistant.indexing import open_store, rebuild_lexical
+def test_lexical_index_is_derived_from_the_store(settings, corpus):
+    from assistant.indexing import lexical_dir, open_store, rebuild_lexical
 
     ingest(settings, corpus, kb="t")
     store = open_store(settings, "t", create=False)
-    before = rebuild_lexical(settings, "t", store)
     gone = [i for i in store.ids() if i.startswith("notes.md::")]
-    assert gone and set(gone) <= set(before.ids)
-    store.delete_ids(gone)  # another writer removed passages behind the lexical index's back
-    after = rebuild_lexical(settings, "t", store)
+    assert gone and set(gone) <= set(rebuild_lexical(settings, "t", store).ids)
+    store.delete_ids(gone)  # another writer removed passages behind the records' back
+    after = rebuild_lexical(settings, "t", store, force=True)  # a rebuild reads the store again
     assert not set(gone) & set(after.ids)
     assert sorted(after.ids) == sorted(store.ids())
+    # a deleted lexical folder is rebuilt from the store by the next search, and by the next ingest
+    shutil.rmtree(lexical_dir(settings, "t"))
+    assert all(p.lexical_rank is not None for p in open_retriever(settings, "t", k=3).search("Vance Chine"))
+    shutil.rmtree(lexical_dir(settings, "t"))
+    # the records are derived from the passages again: the document whose passages went is indexed again
+    report = ingest(settings, corpus, kb="t")
+    assert report.added == ["notes.md"] and report.embedded == len(gone)
+    assert sorted(rebuild_lexical(settings, "t").ids) == sorted(store.ids())
+    assert ingest(settings, corpus, kb="t").embedded == 0
+
+
+def test_knowledge_base_without_document_records_is_migrated(settings, corpus):
+    """A knowledge base written before the per-document records (or having lost them): the records are
+    derived once from the passages' metadata, and nothing is embedded again."""
+    from assistant.indexing import lexical_dir
+
+    first = ingest(settings, corpus, kb="t")
+    shutil.rmtree(lexical_dir(settings, "t"))  # embedded store: the records live in the lexical folder
+    assert _sources(settings) == {p.name for p in corpus.iterdir()}
+    again = ingest(settings, corpus, kb="t")
+    assert again.embedded == 0 and not again.changed and again.chunks == first.chunks
+    assert open_retriever(settings, "t", k=3).search("fromage Brie")[0].source == "notes.md"
+
+
+def test_one_document_costs_that_document(settings, corpus, monkeypatch):
+    """Adding, replacing and deleting a document reads no other passage from the store."""
+    from assistant.store import VectorStore
+
+    ingest(settings, corpus, kb="t")
+
+    def forbidden(self, *a, **kw):
+        raise AssertionError("a one-document change must not read every passage")
+
+    for name in ("all_passages", "all_metadata", "ids"):
+        monkeypatch.setattr(VectorStore, name, forbidden)
+    (corpus / "new.md").write_text("# Neuf\n\nLe comté est un fromage du Jura.\n", encoding="utf-8")
+    assert ingest(settings, corpus, kb="t").added == ["new.md"]
+    hits = open_retriever(settings, "t", k=3).search("comté Jura")
+    assert hits[0].source == "new.md" and hits[0].lexical_rank == 1
+    (corpus / "new.md").write_text("# Neuf\n\nLe beaufort est un fromage de Savoie.\n", encoding="utf-8")
+    assert ingest(settings, corpus, kb="t").updated == ["new.md"]
+    hits = open_retriever(settings, "t", k=3).search("beaufort Savoie comté Jura")
+    assert hits[0].source == "new.md" and "beaufort" in hits[0].text and hits[0].lexical_rank == 1
+    assert delete_document(settings, "new.md", kb="t")
+    assert "new.md" not in {p.source for p in open_retriever(settings, "t", k=10).search("beaufort Savoie")}
 
 
 def test_hnsw_search_ef_is_set_and_follows_the_settings(settings, corpus):
