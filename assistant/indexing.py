@@ -259,12 +259,14 @@ def sync_lexical(settings: Settings, kb: str, store: VectorStore, force: bool = 
             and index.language == language):
         return index
     remote = {m["source"]: DocRecord.from_meta(m) for m in records.state_records() if m.get("source") != KB_RECORD}
-    if force or index.collection != collection or index.language != language or not index.generation:
+    if index.collection != collection or index.language != language or not index.generation:
         index.reset(language, collection)
         local: dict[str, DocRecord] = {}
     else:
         local = index.documents()
-    changed = [r for s, r in sorted(remote.items()) if not r.same_as(local.get(s))]
+    # `force` re-reads every document, each replaced in place by its name: searches running meanwhile
+    # keep finding every document (a reset would leave them an empty index until the rebuild ends)
+    changed = [r for s, r in sorted(remote.items()) if force or not r.same_as(local.get(s))]
     removed = [s for s in local if s not in remote]
     step = store.max_batch_size
     group: list[DocRecord] = []
