@@ -6,6 +6,7 @@ goes to the test's output folder and to test-artifacts/ (git-ignored).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -61,10 +62,19 @@ def app_url(tmp_path_factory):
     reports.mkdir(parents=True)
     (reports / "report.json").write_text(json.dumps(sample_report()), encoding="utf-8")
 
+    with _streamlit(base, ASSISTANT_DATA_DIR=str(data), ASSISTANT_KNOWLEDGE_DIR=str(docs),
+                    ASSISTANT_EVAL_REPORTS=str(reports.parent)) as url:
+        yield url, docs
+    assert "Traceback" not in (base / "streamlit.log").read_text(), "the server logged a traceback"
+
+
+@contextlib.contextmanager
+def _streamlit(base: Path, **settings: str):
+    """The real app (`streamlit run ui/app.py`) on a free loopback port with only these ASSISTANT_*
+    settings from the environment; its log in base/streamlit.log; stopped by its pid."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CHROMA_", "ASSISTANT_"))}
-    env.update(ASSISTANT_DATA_DIR=str(data), ASSISTANT_KNOWLEDGE_DIR=str(docs), ASSISTANT_EVAL_REPORTS=str(reports.parent),
-               LANGSMITH_TRACING_V2="false", LANGSMITH_TRACING="false", ANONYMIZED_TELEMETRY="False")
+    env.update(settings, LANGSMITH_TRACING_V2="false", LANGSMITH_TRACING="false", ANONYMIZED_TELEMETRY="False")
     log = open(base / "streamlit.log", "w")
     cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "ui" / "app.py"), "--server.address", "127.0.0.1",
            "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
@@ -72,11 +82,10 @@ def app_url(tmp_path_factory):
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_http(f"http://127.0.0.1:{port}/_stcore/health", timeout=60, proc=proc)
-        yield f"http://127.0.0.1:{port}", docs
+        yield f"http://127.0.0.1:{port}"
     finally:
         _stop(proc)
         log.close()
-        assert "Traceback" not in (base / "streamlit.log").read_text(), "the server logged a traceback"
 
 
 @pytest.fixture
@@ -235,22 +244,12 @@ def hostile_app(tmp_path_factory):
     ingest(Settings(data_dir=data, knowledge_dir=docs))
     ingest(Settings(data_dir=data, knowledge_dir=docs), source_dir=other, kb="aaa")
 
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CHROMA_", "ASSISTANT_"))}
-    env.update(ASSISTANT_DATA_DIR=str(data), ASSISTANT_KNOWLEDGE_DIR=str(docs), ASSISTANT_GENERATOR="extractive",
-               ASSISTANT_MAX_QUESTION_CHARS=str(QUESTION_LIMIT), ASSISTANT_EVAL_REPORTS=str(base / "reports"),
-               LANGSMITH_TRACING_V2="false", LANGSMITH_TRACING="false", ANONYMIZED_TELEMETRY="False")
-    log = open(base / "streamlit.log", "w")
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "ui" / "app.py"), "--server.address", "127.0.0.1",
-           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        _wait_http(f"http://127.0.0.1:{port}/_stcore/health", timeout=60, proc=proc)
-        yield f"http://127.0.0.1:{port}", counter
+        with _streamlit(base, ASSISTANT_DATA_DIR=str(data), ASSISTANT_KNOWLEDGE_DIR=str(docs),
+                        ASSISTANT_GENERATOR="extractive", ASSISTANT_MAX_QUESTION_CHARS=str(QUESTION_LIMIT),
+                        ASSISTANT_EVAL_REPORTS=str(base / "reports")) as url:
+            yield url, counter
     finally:
-        _stop(proc)
-        log.close()
         counter.close()
 
 
@@ -334,18 +333,10 @@ def test_too_long_question_keeps_the_text_and_shows_the_limit(hostile_app, page)
 
 def test_chroma_down_says_what_is_down_and_how_to_start_it(tmp_path, page):
     """CHROMA_HOST on a closed loopback port: the sidebar and the chat name the Chroma server and `chroma run`."""
-    port, chroma_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CHROMA_", "ASSISTANT_"))}
-    env.update(ASSISTANT_DATA_DIR=str(tmp_path / "data"), CHROMA_HOST="127.0.0.1", CHROMA_PORT=str(chroma_port),
-               LANGSMITH_TRACING_V2="false", LANGSMITH_TRACING="false", ANONYMIZED_TELEMETRY="False")
-    log = open(tmp_path / "streamlit.log", "w")
-    cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "ui" / "app.py"), "--server.address", "127.0.0.1",
-           "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-           "--server.fileWatcherType", "none"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        _wait_http(f"http://127.0.0.1:{port}/_stcore/health", timeout=60, proc=proc)
-        page.goto(f"http://127.0.0.1:{port}")
+    chroma_port = free_port()
+    with _streamlit(tmp_path, ASSISTANT_DATA_DIR=str(tmp_path / "data"), CHROMA_HOST="127.0.0.1",
+                    CHROMA_PORT=str(chroma_port)) as url:
+        page.goto(url)
         box = page.get_by_test_id("stChatInputTextArea")
         box.wait_for()
         box.fill("Combien de pays ont signé la déclaration ?")
@@ -356,6 +347,3 @@ def test_chroma_down_says_what_is_down_and_how_to_start_it(tmp_path, page):
         assert f"Chroma server at 127.0.0.1:{chroma_port}" in text and "chroma run" in text, text
         assert "Internal error" not in text and "ConnectError" not in text
         assert "chroma run" in page.get_by_test_id("stSidebar").inner_text()
-    finally:
-        _stop(proc)
-        log.close()
