@@ -89,7 +89,8 @@ def cmd_search(args, settings: Settings) -> int:
 
 
 def cmd_kb_list(args, settings: Settings) -> int:
-    from assistant.indexing import list_documents, source_dir_of
+    from assistant.folders import source_dir_of
+    from assistant.indexing import list_documents
     from assistant.store import list_kbs
 
     kbs = list_kbs(settings)

@@ -19,7 +19,8 @@ from pydantic import ConfigDict, PrivateAttr
 from assistant import documents
 from assistant.config import Settings
 from assistant.embeddings import get_embedder
-from assistant.indexing import document_file, open_store, sync_lexical
+from assistant.folders import document_file
+from assistant.indexing import open_store, sync_lexical
 from assistant.lexical import LexicalIndex
 from assistant.models import ScoredPassage
 from assistant.store import VectorStore

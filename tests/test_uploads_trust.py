@@ -14,9 +14,8 @@ import sys
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from assistant.indexing import (
-    ReadOnlyDocument, delete_document, delete_kb, delete_refusal, ingest, list_documents, read_only_dirs, upload_dir_of,
-)
+from assistant.folders import ReadOnlyDocument, delete_refusal, read_only_dirs, upload_dir_of
+from assistant.indexing import delete_document, delete_kb, ingest, list_documents
 from assistant.retrieval import open_retriever
 from ui.uploads import save_upload
 

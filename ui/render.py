@@ -270,7 +270,7 @@ def render_details(answer: Answer, key: str = "") -> None:
 
 def file_text_reader(settings):
     """`source -> full text` for the settings' knowledge base (cached by path and modification time)."""
-    from assistant.indexing import document_file
+    from assistant.folders import document_file
 
     def read(source: str) -> str | None:
         found = document_file(settings, settings.kb, source)  # knowledge/ or the uploads folder, never a link

@@ -222,7 +222,7 @@ class Service:
     def upload(self, kb: str, files: list[tuple[str, bytes]], replace: bool) -> tuple[list[dict], dict | None]:
         """Save the files that pass the Library page's rules, then index the folder in the background.
         Returns the per-file results and the ingest job (None when nothing was written)."""
-        from assistant.indexing import read_only_dirs, source_dir_of, upload_dir_of
+        from assistant.folders import read_only_dirs, source_dir_of, upload_dir_of
         from assistant.library import save_upload
 
         try:
@@ -267,7 +267,8 @@ class Service:
                                    "current": None})
 
     def delete(self, kb: str, name: str) -> bool:
-        from assistant.indexing import ReadOnlyDocument, delete_document
+        from assistant.folders import ReadOnlyDocument
+        from assistant.indexing import delete_document
 
         kb = self._check_kb(kb)
         try:

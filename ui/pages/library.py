@@ -6,9 +6,8 @@ import math
 import pandas as pd
 import streamlit as st
 
-from assistant.indexing import (
-    delete_document, delete_refusal, ingest, list_documents, read_only_dirs, source_dir_of, upload_dir_of,
-)
+from assistant.folders import delete_refusal, read_only_dirs, source_dir_of, upload_dir_of
+from assistant.indexing import delete_document, ingest, list_documents
 from assistant.store import KnowledgeBaseMissing, StoreError, check_kb_name, list_kbs
 from ui import state
 from ui.render import alert_text as esc
