@@ -1,6 +1,7 @@
 """Follow-up questions rewritten into standalone ones, so that retrieval sees the whole topic.
 
-With an LLM configured, a short prompt does it; otherwise (or when the LLM fails) an offline heuristic:
+With an LLM configured, a short prompt does it; otherwise (or when the LLM fails, or replies with something
+that is no rewrite of the question: `plausible_rewrite`) an offline heuristic:
 a question that opens with a connective ("Et les États-Unis… ?", "What about…?") or leans on a pronoun
 with little content of its own carries the topic of the previous question:
 "Et les États-Unis, l'ont-ils signée ?" after "Combien de pays ont signé la déclaration ?" becomes
@@ -22,7 +23,7 @@ import re
 import time
 from typing import Any, Sequence
 
-from assistant.language import GENERIC, TermSet, content_words, question_terms
+from assistant.language import GENERIC, TermSet, content_words, question_terms, variants
 from assistant.models import Turn
 
 _CONNECTIVE = re.compile(
@@ -187,6 +188,29 @@ def llm_rewrite(question: str, history: Sequence[Turn], llm: Any, deadline: floa
     lines.append(f"User (last question): {question}")
     reply = llm.invoke([SystemMessage(REWRITE_PROMPT), HumanMessage("\n".join(lines))], **options)
     text = str(getattr(reply, "content", reply)).strip().strip('"«»“”').strip()
-    if not text or "\n" in text or len(text) > max(400, 3 * len(question)):
-        raise ValueError("unusable rewrite")
+    if not plausible_rewrite(question, text):
+        raise ValueError(f"unusable rewrite: {text[:80]!r}")
     return text
+
+
+def plausible_rewrite(question: str, text: str) -> bool:
+    """Whether a model's reply has the shape of a rewrite of `question`: one line of reasonable length, a
+    question when the user asked one, keeping at least half of the question's own words (a standalone
+    rewrite adds the topic, it does not drop what was asked). An answer ("The answer is 61."), a comment
+    or another question altogether is refused, and the offline heuristic rewrites instead."""
+    if not text or "\n" in text or len(text) > max(400, 3 * len(question)):
+        return False
+    if question.rstrip().endswith(("?", "？")) and not text.rstrip().endswith(("?", "？")):
+        return False
+    kept = TermSet(text)
+    if not all(kept.has(t) for t in _names(question)):
+        return False
+    terms = question_terms(question, skip_generic=True)
+    return not terms or sum(kept.has(t) for t in terms) >= 0.5 * len(terms)
+
+
+def _names(question: str) -> list[frozenset[str]]:
+    """Variants of the names and figures of a question (capitalised words after the first, numbers): a rewrite keeps them all."""
+    words = [w.strip(",;:!?.()\"'«»“”") for w in question.split()]
+    return [variants(c) for i, w in enumerate(words) if w[:1].isdigit() or (i > 0 and w[:1].isupper() and len(w) > 1)
+            for c in content_words(w, accents=True)]

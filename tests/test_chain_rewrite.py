@@ -88,3 +88,19 @@ def test_llm_rewrite_falls_back_to_the_heuristic_on_failure():
 
     history = [Turn(question="Combien de pays ont signé la déclaration ?")]
     assert rewrite("Et les États-Unis ?", history, llm=Broken()) == "Les États-Unis ? (pays ont signé la déclaration)"
+
+
+def test_llm_reply_that_is_no_rewrite_is_refused():
+    class Answers:  # a small model that answers the question instead of rewriting it
+        def __init__(self, reply):
+            self.reply = reply
+
+        def invoke(self, messages, **options):
+            return self.reply
+
+    history = [Turn(question="Combien de pays ont signé la déclaration ?")]
+    heuristic = "Les États-Unis, l'ont-ils signée ? (pays ont signé la déclaration)"
+    for reply in ("The answer is 61.", "Combien de pays ont signé la déclaration ?", "Je ne sais pas."):
+        assert rewrite("Et les États-Unis, l'ont-ils signée ?", history, llm=Answers(reply)) == heuristic
+    kept = "Les États-Unis ont-ils signé la déclaration ?"
+    assert rewrite("Et les États-Unis, l'ont-ils signée ?", history, llm=Answers(kept)) == kept

@@ -11,7 +11,7 @@ from pydantic import SecretStr
 
 from assistant.chain import Assistant
 from assistant.models import Turn
-from assistant.rewrite import REWRITE_PROMPT
+from assistant.rewrite import REWRITE_PROMPT, heuristic_rewrite
 from test_openai_generator import KEY, fake_llm  # noqa: F401 — the real loopback chat-completions server
 
 
@@ -89,6 +89,16 @@ def test_llm_rewrite_of_a_follow_up_is_kept_and_loses_no_passage(llm_assistant, 
     alone = llm_assistant.ask(question)
     assert {p.chunk_id for p in alone.passages} <= {p.chunk_id for p in answer.passages}
     assert [p.rank for p in answer.passages] == list(range(1, len(answer.passages) + 1))
+
+
+def test_llm_reply_that_is_not_a_rewrite_falls_back_to_the_heuristic(llm_assistant, fake_llm):  # noqa: F811
+    """A small model answers instead of rewriting ("The answer is 61."): that is no question, so the
+    offline heuristic rewrites the follow-up and the answer is built on its passages."""
+    question = "Et les États-Unis, l'ont-ils signée ?"
+    history = [Turn(question="Combien de pays ont signé la déclaration ?", answer="61 pays [1].")]
+    fake_llm.reply = scripted(fake_llm, "The answer is 61.")
+    answer = llm_assistant.ask(question, history)
+    assert answer.standalone_question == heuristic_rewrite(question, history)
 
 
 @pytest.mark.slow
