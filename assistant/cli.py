@@ -45,7 +45,11 @@ def cmd_ingest(args, settings: Settings) -> int:
         bar.set_postfix_str(name[-40:])
         bar.update(done - bar.n)
 
-    report = ingest(settings, source_dir=args.path, kb=args.kb, progress=progress, rebuild=args.rebuild)
+    def waiting(message: str) -> None:  # another ingest of this knowledge base runs: said even with --quiet
+        print(message, file=sys.stderr, flush=True)
+
+    report = ingest(settings, source_dir=args.path, kb=args.kb, progress=progress, rebuild=args.rebuild,
+                    waiting=waiting)
     if bar:
         bar.close()
     if args.json:
@@ -90,19 +94,19 @@ def cmd_search(args, settings: Settings) -> int:
 
 def cmd_kb_list(args, settings: Settings) -> int:
     from assistant.folders import source_dir_of
-    from assistant.indexing import list_documents
-    from assistant.store import list_kbs
+    from assistant.indexing import kb_summaries
 
-    kbs = list_kbs(settings)
-    if args.json:
-        print(json.dumps(kbs))
+    if args.json:  # names only: no record is read
+        from assistant.store import list_kbs
+
+        print(json.dumps(list_kbs(settings)))
         return 0
+    kbs = kb_summaries(settings)  # counts from the per-document records, no passage read
     if not kbs:
         print("No knowledge base yet: run `assistant ingest`.")
     for kb in kbs:
-        docs = list_documents(settings, kb)
-        mark = "*" if kb == settings.kb else " "
-        print(f"{mark} {kb}: {len(docs)} documents, {sum(d.chunks for d in docs)} passages ← {source_dir_of(settings, kb)}")
+        mark = "*" if kb.name == settings.kb else " "
+        print(f"{mark} {kb.name}: {kb.documents} documents, {kb.passages} passages ← {source_dir_of(settings, kb.name)}")
     return 0
 
 
@@ -120,16 +124,39 @@ def cmd_kb_docs(args, settings: Settings) -> int:
 
 
 def cmd_kb_delete(args, settings: Settings) -> int:
-    from assistant.indexing import delete_kb
+    """Drop a knowledge base's index. Documents are kept, and the messages say where; the files uploaded
+    to it (its folder in the data dir) go only with --delete-uploads, confirmed by the prompt or --yes."""
+    from assistant.indexing import delete_kb, kb_documents
 
-    if not args.yes and sys.stdin.isatty():
-        if input(f"Delete knowledge base {args.name!r} (its index; source files are kept)? [y/N] ").lower() != "y":
-            return 1
-    if delete_kb(settings, args.name):
-        print(f"Deleted knowledge base {args.name!r}.")
-        return 0
-    print(f"No knowledge base named {args.name!r}.", file=sys.stderr)
-    return 1
+    name = args.name
+    where = kb_documents(settings, name)
+    owned = [f for f in where.owned if not f.is_symlink()]
+    files = sum(1 for f in owned for p in f.rglob("*") if p.is_file())
+    kept = where.outside + ([] if args.delete_uploads else owned)
+    fate = "its index is removed"
+    if args.delete_uploads and where.owned:
+        fate += f", and the {files} uploaded file(s) in {', '.join(map(str, where.owned))} are deleted"
+    if kept:
+        fate += f"; the documents in {', '.join(map(str, kept))} are kept"
+    if not args.yes:
+        if sys.stdin.isatty():
+            if input(f"Delete knowledge base {name!r}? {fate[0].upper() + fate[1:]}. [y/N] ").lower() != "y":
+                return 1
+        elif args.delete_uploads and where.owned:
+            print(f"error: --delete-uploads deletes {files} uploaded file(s) in "
+                  f"{', '.join(map(str, where.owned))}: add --yes to confirm", file=sys.stderr)
+            return 2
+    if not delete_kb(settings, name, delete_uploads=args.delete_uploads):
+        print(f"No knowledge base named {name!r}.", file=sys.stderr)
+        return 1
+    print(f"Deleted knowledge base {name!r}: {fate}.")
+    for folder in kept:
+        same = folder in owned or (name == "default" and folder == settings.knowledge_dir)
+        again = f"assistant ingest --kb {name}" if same else f"assistant ingest {folder} --kb {name}"
+        print(f"  kept: {folder} (`{again}` indexes it again)")
+    if owned and not args.delete_uploads:
+        print(f"  `assistant kb delete {name} --delete-uploads` would delete the uploaded files too.")
+    return 0
 
 
 def cmd_config(args, settings: Settings) -> int:
@@ -166,9 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kb")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_kb_docs)
-    p = kb.add_parser("delete", help="delete a knowledge base's index")
+    p = kb.add_parser("delete", help="delete a knowledge base's index (its documents are kept)")
     p.add_argument("name")
-    p.add_argument("--yes", "-y", action="store_true")
+    p.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--delete-uploads", action="store_true",
+                   help="also delete the files uploaded to it (its folder in the data dir; never a folder of yours)")
     p.set_defaults(func=cmd_kb_delete)
 
     p = sub.add_parser("config", help="print the settings in force (secrets masked)")
@@ -185,10 +214,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from pydantic import ValidationError
+
+    from assistant.config import ConfigError
     from assistant.store import StoreError
 
     try:
         settings = Settings()
+    except (ConfigError, ValidationError) as exc:  # the environment or assistant.toml: no traceback
+        print(f"error: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    try:
         return int(args.func(args, settings) or 0)
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)

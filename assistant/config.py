@@ -31,6 +31,11 @@ def _env(name: str, *more: str) -> AliasChoices:
     return AliasChoices(name, *more)
 
 
+class ConfigError(RuntimeError):
+    """Settings that contradict each other; the message says which and how to fix it (raised as is by
+    the validators, not wrapped by pydantic: its message would repeat every input, secrets included)."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
@@ -114,6 +119,17 @@ class Settings(BaseSettings):
         # a local GGUF answers under its own name unless ASSISTANT_LLM_MODEL says otherwise
         if self.local_model and "llm_model" not in self.model_fields_set:
             self.llm_model = self.local_model.stem
+        return self
+
+    @model_validator(mode="after")
+    def _one_llm_endpoint(self):
+        # ASSISTANT_LOCAL_MODEL points the generator at a server the app starts; OPENAI_BASE_URL at another
+        # one. Both set: which one answers would be a guess, so neither is picked (unless no LLM is used)
+        if self.local_model and self.openai_base_url and self.generator != "extractive":
+            raise ConfigError(
+                f"ASSISTANT_LOCAL_MODEL ({self.local_model}) and OPENAI_BASE_URL ({self.openai_base_url}) are "
+                "both set, and each names the LLM that answers: unset OPENAI_BASE_URL to let the app serve the "
+                "local model itself, or unset ASSISTANT_LOCAL_MODEL to use the server at that URL")
         return self
 
     # --- indexing at scale (an ingest costs what changed, not the size of the knowledge base)

@@ -10,6 +10,7 @@ written, old ones not yet removed) leaves a pending record that the next run rep
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import shutil
@@ -18,6 +19,7 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -172,7 +174,7 @@ def _kb_record(store: VectorStore, records, language_texts: list[str] | None = N
         return record
     if store.count():
         derived = _derive_records(store)
-        sample = [t for _, t, _ in store.all_passages()[:500]] if language_texts is None else language_texts
+        sample = store.sample_texts(500) if language_texts is None else language_texts
         records.put_state([r.to_meta() for r in derived])
     else:
         sample = language_texts or []
@@ -282,6 +284,58 @@ def passage_budget_problem(n_passages: int, settings: Settings) -> str | None:
             "nothing embedded; split the file or raise the limit")
 
 
+# --- one writer per knowledge base ------------------------------------------------------------------------
+# Ingests and deletions of one knowledge base never interleave: a thread lock in this process, an
+# flock for the other processes using the same data dir on this machine (CLI, UI, API workers).
+# Re-entrant in a thread (the API holds it around an upload and the ingest that follows). It does not
+# reach processes with another data dir, e.g. on other machines sharing a Chroma server (README).
+_KB_LOCKS: dict[str, list] = {}  # lock file -> [RLock, depth, open file]
+_KB_LOCKS_GUARD = threading.Lock()
+
+
+def kb_lock_path(settings: Settings, kb: str) -> Path:
+    """The lock file of a knowledge base: beside, not inside, its folder (deleting a knowledge base
+    leaves it, so a process waiting on it and a newcomer lock the same file)."""
+    return settings.data_dir / "locks" / f"{check_kb_name(kb)}.lock"
+
+
+@contextmanager
+def kb_write_lock(settings: Settings, kb: str, waiting: Callable[[str], None] | None = None):
+    """Hold the knowledge base's write lock; when another process holds it, `waiting` gets a message
+    (once) and this one waits for it."""
+    path = kb_lock_path(settings, kb)
+    with _KB_LOCKS_GUARD:
+        entry = _KB_LOCKS.setdefault(str(path), [threading.RLock(), 0, None])
+    entry[0].acquire()
+    try:
+        if entry[1] == 0:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(path, "a")
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if waiting:
+                    waiting(f"waiting for another ingest or deletion of knowledge base {kb!r} to finish "
+                            f"(lock {path})…")
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX)
+                except BaseException:
+                    fh.close()
+                    raise
+            entry[2] = fh
+        entry[1] += 1
+        try:
+            yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                fh, entry[2] = entry[2], None
+                fcntl.flock(fh, fcntl.LOCK_UN)
+                fh.close()
+    finally:
+        entry[0].release()
+
+
 # --- ingest -----------------------------------------------------------------------------------------
 def ingest(
     settings: Settings,
@@ -289,8 +343,23 @@ def ingest(
     kb: str | None = None,
     progress: Progress | None = None,
     rebuild: bool = False,
+    waiting: Callable[[str], None] | None = None,
 ) -> IngestReport:
-    """Bring the knowledge base in line with the folder: add, replace and remove documents."""
+    """Bring the knowledge base in line with the folder: add, replace and remove documents. One ingest
+    of a knowledge base at a time: another one running (any process on this data dir) is waited for,
+    `waiting` told so."""
+    kb = check_kb_name(kb or settings.kb)
+    with kb_write_lock(settings, kb, waiting):
+        return _ingest(settings, source_dir, kb, progress, rebuild)
+
+
+def _ingest(
+    settings: Settings,
+    source_dir: Path | None = None,
+    kb: str | None = None,
+    progress: Progress | None = None,
+    rebuild: bool = False,
+) -> IngestReport:
     t0 = time.perf_counter()
     kb = check_kb_name(kb or settings.kb)
     folders = kb_folders(settings, kb, source_dir)
@@ -476,6 +545,38 @@ def list_documents(settings: Settings, kb: str | None = None) -> list[DocumentIn
     ]
 
 
+@dataclass
+class KbSummary:
+    name: str
+    documents: int
+    passages: int  # the passages the documents' records list (as `list_documents` counts them)
+
+
+def kb_summary(settings: Settings, kb: str, store: VectorStore | None = None) -> KbSummary:
+    """Counts of a knowledge base from its per-document records alone: no passage is read (except once,
+    for a knowledge base that has no records yet, from the passages' metadata)."""
+    kb = check_kb_name(kb)
+    store = store or VectorStore(settings, kb, None, None, create=False)  # no embedder: any model will do
+    records = records_of(settings, kb, store)
+    _kb_record(store, records)
+    docs = [DocRecord.from_meta(m) for m in records.state_records() if m.get("source") != KB_RECORD]
+    return KbSummary(kb, len(docs), sum(len(d.ids) for d in docs))
+
+
+def kb_summaries(settings: Settings) -> list[KbSummary]:
+    """Every knowledge base with its counts (`assistant kb list`, `GET /v1/kbs`); a knowledge base
+    dropped between the listing and its count is left out."""
+    from assistant.store import KnowledgeBaseMissing, list_kbs
+
+    out = []
+    for kb in list_kbs(settings):
+        try:
+            out.append(kb_summary(settings, kb))
+        except KnowledgeBaseMissing:
+            continue
+    return out
+
+
 def delete_document(settings: Settings, source: str, kb: str | None = None, remove_file: bool = True) -> bool:
     """Remove a document's passages from the index at once (and its file from its folder). The file of a
     read-only folder (knowledge/ of `default`) is never removed: `ReadOnlyDocument`, nothing changed."""
@@ -483,32 +584,57 @@ def delete_document(settings: Settings, source: str, kb: str | None = None, remo
     refusal = delete_refusal(settings, source, kb) if remove_file else None
     if refusal:
         raise ReadOnlyDocument(refusal)
-    store = open_store(settings, kb, create=False)
-    index = sync_lexical(settings, kb, store)
-    state = index.documents()
-    entry = state.get(source)
-    if entry:
-        _Writer(settings, store, index, None, state).remove([source])
-    found = document_file(settings, kb, source) if remove_file else None
-    if found:
-        found[0].unlink()
+    with kb_write_lock(settings, kb):
+        store = open_store(settings, kb, create=False)
+        index = sync_lexical(settings, kb, store)
+        state = index.documents()
+        entry = state.get(source)
+        if entry:
+            _Writer(settings, store, index, None, state).remove([source])
+        found = document_file(settings, kb, source) if remove_file else None
+        if found:
+            found[0].unlink()
     return entry is not None
 
 
-def delete_kb(settings: Settings, kb: str) -> bool:
-    """Drop a knowledge base's collection and state (documents outside the data dir are left alone, and
-    so are the documents uploaded to `default`: the next ingest of knowledge/ indexes them again)."""
-    existed = drop_kb(settings, kb)
-    folder = settings.kb_dir(kb)
-    keep = upload_dir_of(settings, kb) if kb == "default" else None
-    if folder.exists():
-        existed = True
-        for child in folder.iterdir():
-            if keep is not None and child == keep:
-                continue
-            shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
-        if not any(folder.iterdir()):
-            folder.rmdir()
+# The folders of a knowledge base's data dir that hold documents (uploads): the user's files, not
+# index state. Everything else there (lexical/, kb.json) is derived and goes with the index.
+_DOCUMENT_FOLDERS = ("documents", "uploads")
+
+
+@dataclass
+class KbDocuments:
+    """Where a knowledge base's documents are, as `delete_kb` treats them."""
+
+    owned: list[Path]  # app-owned: its uploads folder(s) inside the data dir; removed only on request
+    outside: list[Path]  # folders of the user's (knowledge/, a folder given to `ingest`): never removed
+
+
+def kb_documents(settings: Settings, kb: str) -> KbDocuments:
+    kb = check_kb_name(kb)
+    home = settings.kb_dir(kb)
+    owned = [home / name for name in _DOCUMENT_FOLDERS if (home / name).is_dir() or (home / name).is_symlink()]
+    outside = [f for f in kb_folders(settings, kb)
+               if f.is_dir() and not any(f.resolve() == o.resolve() for o in owned if not o.is_symlink())]
+    return KbDocuments(owned=owned, outside=outside)
+
+
+def delete_kb(settings: Settings, kb: str, delete_uploads: bool = False) -> bool:
+    """Drop a knowledge base's index: its collections and its derived state in the data dir. Documents
+    are kept: the folders of the user's (knowledge/, a folder given to `ingest`) always, the uploads
+    folder in the data dir unless `delete_uploads` (never followed if it is a symbolic link)."""
+    kb = check_kb_name(kb)
+    with kb_write_lock(settings, kb):
+        existed = drop_kb(settings, kb)
+        folder = settings.kb_dir(kb)
+        if folder.is_dir():
+            for child in folder.iterdir():
+                if child.name in _DOCUMENT_FOLDERS and not delete_uploads:
+                    continue
+                existed = True
+                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+            if not any(folder.iterdir()):
+                folder.rmdir()
     return existed
 
 

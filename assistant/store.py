@@ -111,7 +111,8 @@ def _short(exc: BaseException) -> str:
 class VectorStore:
     """One knowledge base's collection: passages with their vectors and metadata."""
 
-    def __init__(self, settings: Settings, kb: str, model: str, dim: int, create: bool = True):
+    def __init__(self, settings: Settings, kb: str, model: str | None, dim: int | None, create: bool = True):
+        """`model`/`dim` None (with create=False): opened to read its records, whatever model built it."""
         self.kb = check_kb_name(kb)
         self.model, self.dim = model, dim
         self.search_ef = settings.hnsw_search_ef
@@ -138,6 +139,9 @@ class VectorStore:
                 raise KnowledgeBaseMissing(f"knowledge base {kb!r} does not exist: run `assistant ingest --kb {kb}`") from exc
             raise StoreError(f"cannot open knowledge base {kb!r}: {_short(exc)}") from exc
         meta = self._col.metadata or {}
+        if model is None:  # reading records only: no vector is compared, any model will do
+            self._max_batch, self._state = None, None
+            return
         if meta.get("embedding_model") != model or int(meta.get("dim", dim)) != dim:
             raise EmbeddingMismatch(
                 f"knowledge base {kb!r} was built with embeddings {meta.get('embedding_model')!r} "
@@ -272,6 +276,11 @@ class VectorStore:
             for got in self._pages(["documents", "metadatas"])
             for row in zip(got["ids"], got["documents"], got["metadatas"])
         ]
+
+    @_reachable
+    def sample_texts(self, n: int) -> list[str]:
+        """The texts of up to n passages (a sample: which ones is Chroma's choice)."""
+        return list(self._col.get(include=["documents"], limit=max(1, n))["documents"]) if n > 0 else []
 
     @_reachable
     def get(self, ids: Sequence[str]) -> dict[str, tuple[str, dict]]:

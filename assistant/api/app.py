@@ -217,12 +217,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/v1/kbs", tags=["knowledge bases"])
     def kbs() -> list[dict[str, Any]]:
-        out = []
-        for kb in service.kbs():
-            docs = service.documents(kb)
-            out.append({"name": kb, "documents": len(docs), "passages": sum(d["chunks"] for d in docs),
-                        "default": kb == settings.kb})
-        return out
+        return [{"name": s["name"], "documents": s["documents"], "passages": s["passages"],
+                 "default": s["name"] == settings.kb} for s in service.kb_summaries()]
 
     @app.get("/v1/kbs/{kb}/documents", tags=["knowledge bases"])
     def documents(kb: str) -> list[dict[str, Any]]:

@@ -6,12 +6,12 @@ uses them) and then shared by the request threads: answering keeps its state per
 reloads its BM25 index by itself when an ingest rewrote it (here, in another worker or from the CLI).
 
 Writes (ingest, delete) of one knowledge base are serialised, in this process by a lock and across
-processes (`--workers N`, the CLI) by a file lock; readers are never blocked by them. Ingest runs in a
+processes on this data dir (`--workers N`, the CLI, the UI) by a file lock (`assistant.indexing.kb_write_lock`);
+readers are never blocked by them. Ingest runs in a
 background thread; its job record is a JSON file under the data dir, so any worker can report it.
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
@@ -122,7 +122,7 @@ class Service:
         self.jobs = Jobs(settings.data_dir / "api" / "jobs")
         self._assistants: dict[str, Assistant] = {}
         self._open_lock = threading.Lock()
-        self._write_locks: dict[str, threading.Lock] = {}
+        self._save_locks: dict[str, threading.Lock] = {}
         self._threads: list[threading.Thread] = []
 
     # --- knowledge bases
@@ -130,6 +130,16 @@ class Service:
         from assistant.store import list_kbs
 
         return list_kbs(self.settings)
+
+    def kb_summaries(self) -> list[dict]:
+        """Every knowledge base with its document and passage counts, from the per-document records
+        (no passage is read: the cost is one record per document)."""
+        from assistant.indexing import kb_summaries
+
+        try:
+            return [asdict(s) for s in kb_summaries(self.settings)]
+        except StoreError as exc:
+            raise _store_error(exc, self.settings) from None
 
     def _check_kb(self, kb: str) -> str:
         try:
@@ -232,7 +242,11 @@ class Service:
         folder = source_dir_of(self.settings, kb)
         # the Library page's rules: uploads of `default` go to the data directory (knowledge/ is read-only)
         uploads, read_only = upload_dir_of(self.settings, kb), read_only_dirs(self.settings, kb)
-        with self.write_lock(kb):
+        # saving is atomic (a new file renamed over the name): it need not wait for an ingest in progress,
+        # here or in another process (the job below waits for it); uploads in this process go one at a time
+        with self._open_lock:
+            saving = self._save_locks.setdefault(kb, threading.Lock())
+        with saving:
             results = [save_upload(uploads, name, data, self.settings.max_upload_mb, replace,
                                    read_only=read_only, settings=self.settings) for name, data in files]
         rows = [{"name": r.name, "ok": r.ok, "message": r.message, "changed": r.changed} for r in results]
@@ -255,7 +269,10 @@ class Service:
             self.jobs.update(job, progress={"done": done, "total": total, "current": name})
 
         try:
-            with self.write_lock(kb):
+            def waiting(message: str) -> None:
+                self.jobs.update(job, progress={**job["progress"], "current": message})
+
+            with self.write_lock(kb, waiting):
                 self.jobs.update(job, status="running", started=time.time())
                 report = ingest(self.settings, source_dir=folder, kb=kb, progress=progress)
         except Exception as exc:  # noqa: BLE001 — recorded in the job for the client to read
@@ -282,19 +299,13 @@ class Service:
             raise _store_error(exc, self.settings) from None
 
     @contextmanager
-    def write_lock(self, kb: str) -> Iterator[None]:
-        """One writer per knowledge base: a thread lock here, a file lock for other processes."""
-        with self._open_lock:
-            lock = self._write_locks.setdefault(kb, threading.Lock())
-        with lock:
-            path = self.settings.kb_dir(kb) / ".write.lock"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "a") as fh:
-                fcntl.flock(fh, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(fh, fcntl.LOCK_UN)
+    def write_lock(self, kb: str, waiting=None) -> Iterator[None]:
+        """One writer per knowledge base: the lock `assistant.indexing.ingest` takes too (threads of this
+        process, and the other processes on this data dir: workers, the CLI, the UI)."""
+        from assistant.indexing import kb_write_lock
+
+        with kb_write_lock(self.settings, kb, waiting):
+            yield
 
     def wait_for_jobs(self, timeout: float | None = None) -> None:
         for thread in list(self._threads):

@@ -40,7 +40,8 @@ def run_ingest(label: str, rebuild: bool = False) -> bool:
 
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            report = ingest(settings, source_dir=folder, kb=kb, progress=progress, rebuild=rebuild)
+            report = ingest(settings, source_dir=folder, kb=kb, progress=progress, rebuild=rebuild,
+                            waiting=lambda message: bar.progress(0.0, text=message))
         except Exception as exc:  # StoreError, embedder failure, unreadable folder…
             status.update(label=f"Indexing failed: {esc(state.short_error(exc))}", state="error")
             return False
