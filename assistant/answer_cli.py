@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
-from assistant.config import Settings
-from assistant.models import Answer, Turn
+if TYPE_CHECKING:  # imported where used: `assistant --help` registers these commands without pydantic
+    from assistant.config import Settings
+    from assistant.models import Answer, Turn
 
 
 def register(subparsers) -> None:
@@ -88,6 +90,7 @@ def cmd_chat(args, settings: Settings) -> int:
     from rich.text import Text
 
     from assistant.chain import Assistant
+    from assistant.models import Answer, Turn
 
     console = _console()
     assistant = Assistant(settings, kb=args.kb)

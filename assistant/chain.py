@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any, Iterator, Sequence
 
+import assistant.lazy  # noqa: F401 — before LangChain: defers what a question does not use (see lazy.py)
 from langchain_core.runnables import RunnableLambda
 
 from assistant.citations import (is_framing, neutral_passages, neutralise_markers, renumber, restore_quotes,

@@ -25,8 +25,10 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from assistant.config import Settings
+if TYPE_CHECKING:  # annotations only: `assistant --help` registers this command without pydantic
+    from assistant.config import Settings
 
 GGUF_MAGIC = b"GGUF"
 MEMORY_MARGIN = 1.2  # the weights plus 20 %…

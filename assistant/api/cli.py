@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
-from assistant.config import Settings
+if TYPE_CHECKING:  # annotations only: `assistant --help` registers this command without pydantic
+    from assistant.config import Settings
 
 
 def register(subparsers) -> None:

@@ -14,8 +14,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from assistant.config import Settings
+if TYPE_CHECKING:  # annotations only: `assistant --help` registers this command without pydantic
+    from assistant.config import Settings
 
 ACTIONS = ("run", "import-squad", "import-nomiracl")
 
