@@ -14,12 +14,14 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
+from assistant.citations import neutralise_markers
 from assistant.config import Settings
 from assistant.conflicts import SentenceRef, find_conflicts, relevant
 from assistant.embeddings import get_embedder
 from assistant.generation import DECLINE, Generation, GenerationRequest
 from assistant.generation.questions import counted_noun, fits, has_person, looks_like_instruction, question_kind
 from assistant.sentences import clean, sentence_spans
+from assistant.generation.sentence_store import SentenceStore
 from assistant.generation.vectors import SentenceVectors
 from assistant.language import GENERIC, TermSet, fold, content_words, detect_language, question_terms, variants
 
@@ -62,10 +64,11 @@ class Candidate:
 _VECTORS: dict[str, SentenceVectors] = {}
 
 
-def _vectors(settings: Settings, embedder) -> SentenceVectors:
-    key = f"{embedder.name}|{settings.data_dir}"
+def _vectors(settings: Settings, kb: str, embedder) -> SentenceVectors:
+    """This process's sentence vectors for one knowledge base: memory, then the knowledge base's store."""
+    key = f"{embedder.name}|{settings.data_dir}|{kb}"
     if key not in _VECTORS:
-        _VECTORS[key] = SentenceVectors(embedder, settings.data_dir / "cache")
+        _VECTORS[key] = SentenceVectors(embedder, SentenceStore.of(settings, kb, embedder))
     return _VECTORS[key]
 
 
@@ -74,26 +77,53 @@ def _document_sentences(text: str) -> tuple[tuple[int, int], ...]:
     return tuple(sentence_spans(text))
 
 
+# Bump when `passage_sentences` (or the sentence splitter) changes the sentences it gives: the
+# sentence vectors stored at ingest are then filled again by the next ingest (misses cost speed only).
+SENTENCE_RULES = "1"
+
+
+def passage_sentences(text: str, start: int, end: int, document: str | None) -> list[tuple[int, int]]:
+    """The candidate sentences of one passage (`text`, at `start:end` of its document), as offsets in
+    the passage: split on the whole document when its text is known and holds the passage, else on the
+    passage alone; headings, fragments (fewer than three content words) and instruction-like lines left
+    out. The one definition of what the generator scores: ingest embeds exactly these sentences."""
+    if document is not None and document[start:end] == text:
+        spans = []
+        for s, e in _document_sentences(document):
+            cs, ce = max(s, start), min(e, end)
+            if ce - cs >= 25 and (ce - cs) >= 0.6 * (e - s):
+                spans.append((cs - start, ce - start))
+    else:
+        spans = sentence_spans(text)
+    out = []
+    for s, e in spans:
+        sentence = text[s:e]
+        if sentence.lstrip().startswith("#") or len(content_words(sentence)) < 3 or looks_like_instruction(sentence):
+            continue
+        out.append((s, e))
+    return out
+
+
+def document_sentence_texts(document: str, passages: Sequence) -> list[str]:
+    """Every sentence the generator may score for these passages of `document` (objects with `text`,
+    `start`, `end`), seen as the chain hands them to it: the document's own markers neutralised."""
+    neutral = neutralise_markers(document)
+    out: dict[str, None] = {}
+    for p in passages:
+        text = neutralise_markers(p.text)
+        for s, e in passage_sentences(text, p.start, p.end, neutral):
+            out[text[s:e]] = None
+    return list(out)
+
+
 def candidates(request: GenerationRequest) -> list[Candidate]:
     """Sentences of the retrieved passages (split on the whole document when its text is known), each once."""
     found: dict[tuple[str, int, int], Candidate] = {}
     for i, p in enumerate(request.passages):
-        doc = request.documents.get(p.source)
-        if doc is not None and doc[p.start : p.end] == p.text:
-            spans = []
-            for s, e in _document_sentences(doc):
-                cs, ce = max(s, p.start), min(e, p.end)
-                if ce - cs >= 25 and (ce - cs) >= 0.6 * (e - s):
-                    spans.append((cs - p.start, ce - p.start))
-        else:
-            spans = sentence_spans(p.text)
-        for s, e in spans:
-            text = p.text[s:e]
-            if text.lstrip().startswith("#") or len(content_words(text)) < 3 or looks_like_instruction(text):
-                continue
+        for s, e in passage_sentences(p.text, p.start, p.end, request.documents.get(p.source)):
             key = (p.source, p.start + s, p.start + e)
             if key not in found:
-                found[key] = Candidate(i, s, e, text, p.source, p.start + s, p.rank or i + 1)
+                found[key] = Candidate(i, s, e, p.text[s:e], p.source, p.start + s, p.rank or i + 1)
     # a sentence clipped by one passage and whole in another: keep the whole one
     out = []
     for key, c in found.items():
@@ -146,7 +176,8 @@ class ExtractiveGenerator:
         qv = request.query_vector
         if qv is None:
             qv = self.embedder.embed_query(request.standalone)
-        vectors = _vectors(self.settings, self.embedder).get([c.text for c in cands])
+        vectors = _vectors(self.settings, request.kb or self.settings.kb, self.embedder).get(
+            [c.text for c in cands], [c.source for c in cands])
         dense = vectors @ np.asarray(qv, dtype=np.float32)
         for c, ts, d in zip(cands, sets, dense):
             c.dense = float(d)
