@@ -267,3 +267,15 @@ def test_memory_holds_only_the_most_recent_sentences(tmp_path):
     assert np.allclose(vectors.get(texts[:5]), got[:5]) and vectors.embedded == 25  # read back from the store
     assert set(store.lookup(texts)) == set(texts)
     assert sentence_key(texts[0]) != sentence_key(texts[1])
+
+
+def test_the_fragment_check_counts_content_words_as_content_words_does():
+    from assistant.language import content_words
+    from assistant.sentences import sentence_spans
+
+    texts = [p.read_text(encoding="utf-8") for p in sorted(KNOWLEDGE.glob("*.txt"))] + list(DOCS.values())
+    sentences = [t[s:e] for t in texts for s, e in sentence_spans(t)]
+    sentences += ["A-t-il signé ?", "L'IA d'abord.", "Qu'en pense-t-elle vraiment", "China's AI, 2025.", "le la les"]
+    for n in (1, 3, 5):
+        assert [extractive._content_words_at_least(s, n) for s in sentences] == \
+            [len(content_words(s)) >= n for s in sentences]

@@ -8,6 +8,7 @@ One to three sentences are quoted and cited; when the evidence is too weak the a
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterator, Sequence
@@ -23,7 +24,9 @@ from assistant.generation.questions import counted_noun, fits, has_person, looks
 from assistant.sentences import clean, sentence_spans
 from assistant.generation.sentence_store import SentenceStore
 from assistant.generation.vectors import SentenceVectors
-from assistant.language import GENERIC, TermSet, fold, content_words, detect_language, question_terms, variants
+from assistant.language import (
+    GENERIC, TermSet, content_words, detect_language, fold, question_terms, variants, words,
+)
 
 LEAD = {"fr": "D'après les sources :", "en": "According to the sources:"}
 LEAD_TRANSLATED = "According to the sources (quoted in the original {language}):"
@@ -73,8 +76,12 @@ def _vectors(settings: Settings, kb: str, embedder) -> SentenceVectors:
 
 
 @lru_cache(maxsize=256)
-def _document_sentences(text: str) -> tuple[tuple[int, int], ...]:
-    return tuple(sentence_spans(text))
+def _document_sentences(text: str) -> tuple[tuple[tuple[int, int], ...], tuple[int, ...] | None]:
+    """The document's sentence spans, and their ends when the spans are in order and do not overlap
+    (then the spans a passage touches are found by bisection instead of a scan of the whole document)."""
+    spans = tuple(sentence_spans(text))
+    ordered = all(a[1] <= b[0] and a[0] <= a[1] for a, b in zip(spans, spans[1:]))
+    return spans, (tuple(e for _, e in spans) if ordered else None)
 
 
 # Bump when `passage_sentences` (or the sentence splitter) changes the sentences it gives: the
@@ -89,7 +96,12 @@ def passage_sentences(text: str, start: int, end: int, document: str | None) -> 
     out. The one definition of what the generator scores: ingest embeds exactly these sentences."""
     if document is not None and document[start:end] == text:
         spans = []
-        for s, e in _document_sentences(document):
+        every, ends = _document_sentences(document)
+        # the spans ending after `start`, up to the first one starting at or after `end`
+        touched = every if ends is None else every[bisect_right(ends, start):]
+        for s, e in touched:
+            if ends is not None and s >= end:
+                break
             cs, ce = max(s, start), min(e, end)
             if ce - cs >= 25 and (ce - cs) >= 0.6 * (e - s):
                 spans.append((cs - start, ce - start))
@@ -98,10 +110,27 @@ def passage_sentences(text: str, start: int, end: int, document: str | None) -> 
     out = []
     for s, e in spans:
         sentence = text[s:e]
-        if sentence.lstrip().startswith("#") or len(content_words(sentence)) < 3 or looks_like_instruction(sentence):
+        if sentence.lstrip().startswith("#") or not _content_words_at_least(sentence, 3) or \
+                looks_like_instruction(sentence):
             continue
         out.append((s, e))
     return out
+
+
+@lru_cache(maxsize=65536)
+def _content_count(word: str) -> int:
+    return len(content_words(word))
+
+
+def _content_words_at_least(text: str, n: int) -> bool:
+    """`len(content_words(text)) >= n`, word by word (content_words treats each word on its own), each
+    word's count cached: ingest checks every sentence of the knowledge base."""
+    count = 0
+    for word in words(text):
+        count += _content_count(word)
+        if count >= n:
+            return True
+    return False
 
 
 def document_sentence_texts(document: str, passages: Sequence) -> list[str]:

@@ -97,17 +97,18 @@ class SentenceStore:
                 pass
 
     # --- reading
-    def lookup(self, texts: Iterable[str]) -> dict[str, np.ndarray]:
+    def lookup(self, texts: Iterable[str], conn: sqlite3.Connection | None = None) -> dict[str, np.ndarray]:
         """The stored vectors of those of `texts` the store has (any document's row will do)."""
         by_key = {sentence_key(t): t for t in texts}
         if not by_key:
             return {}
         found: dict[str, np.ndarray] = {}
         try:
-            conn = self._open(create=False)
+            own = conn is None
+            conn = self._open(create=False) if own else conn
             if conn is None:
                 return {}
-            with closing(conn):
+            try:
                 keys = list(by_key)
                 for i in range(0, len(keys), _LOOKUP_CHUNK):
                     part = keys[i : i + _LOOKUP_CHUNK]
@@ -116,6 +117,9 @@ class SentenceStore:
                     for key, blob in rows:
                         if len(blob) == 4 * self.dim:
                             found[by_key[bytes(key)]] = np.frombuffer(blob, dtype="<f4")
+            finally:
+                if own:
+                    conn.close()
         except (sqlite3.Error, OSError, ValueError):
             return found  # a broken store: the rest is embedded
         return found
@@ -132,25 +136,29 @@ class SentenceStore:
             return {}
 
     # --- writing (failures only cost speed: they are swallowed)
-    def put_document(self, source: str, version: str, texts: Sequence[str], vectors: np.ndarray) -> bool:
+    def put_document(self, source: str, version: str, texts: Sequence[str], vectors: np.ndarray,
+                     conn: sqlite3.Connection | None = None) -> bool:
         """A document's sentences, replacing every row it had, in one transaction."""
-        conn = self._writable()
+        own = conn is None
+        conn = self._writable() if own else conn
         if conn is None:
             return False
         try:
-            with closing(conn):
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    conn.execute("DELETE FROM vectors WHERE source = ?", (source,))
-                    conn.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)", self._rows(source, texts, vectors))
-                    conn.execute("INSERT OR REPLACE INTO docs VALUES (?, ?)", (source, version))
-                    conn.execute("COMMIT")
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute("DELETE FROM vectors WHERE source = ?", (source,))
+                conn.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)", self._rows(source, texts, vectors))
+                conn.execute("INSERT OR REPLACE INTO docs VALUES (?, ?)", (source, version))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
             return True
         except (sqlite3.Error, OSError):
             return False
+        finally:
+            if own:
+                conn.close()
 
     def add(self, sources: Sequence[str], texts: Sequence[str], vectors: np.ndarray) -> None:
         """Sentences embedded at answer time, each under the document it came from."""
@@ -216,25 +224,30 @@ def after_ingest(settings: Settings, kb: str, embedder, current: dict, written: 
 
     embedded = 0
     batch = max(1, settings.embedding_batch)
-    for source, record in sorted(current.items()):
-        version = document_version(record.content_hash, record.meta_hash)
-        if not record.complete or (stored.get(source) == version and source not in written):
-            continue
-        found = written.get(source) or load(source)
-        if found is None:
-            continue
-        text, passages = found
-        texts = document_sentence_texts(text, passages)
-        known = store.lookup(texts)  # sentences shared with another document or the old version
-        missing = [t for t in texts if t not in known]
-        vectors = dict(known)
-        for i in range(0, len(missing), batch):
-            part = missing[i : i + batch]
-            for t, v in zip(part, np.asarray(embedder.embed_passages(part), dtype=np.float32)):
-                vectors[t] = v
-        embedded += len(missing)
-        if not store.put_document(source, version, texts, np.asarray([vectors[t] for t in texts]).reshape(-1, store.dim)):
-            break  # an unwritable store: answers embed what they need
+    todo = [(source, record) for source, record in sorted(current.items()) if record.complete and (
+        source in written or stored.get(source) != document_version(record.content_hash, record.meta_hash))]
+    conn = store._writable() if todo else None  # one connection for the whole step
+    if conn is None:
+        return 0, time.perf_counter() - t0  # nothing to do, or an unwritable store: answers embed what they need
+    with closing(conn):
+        for source, record in todo:
+            found = written.get(source) or load(source)
+            if found is None:
+                continue
+            text, passages = found
+            texts = document_sentence_texts(text, passages)
+            known = store.lookup(texts, conn)  # sentences shared with another document or the old version
+            missing = [t for t in texts if t not in known]
+            vectors = dict(known)
+            for i in range(0, len(missing), batch):
+                part = missing[i : i + batch]
+                for t, v in zip(part, np.asarray(embedder.embed_passages(part), dtype=np.float32)):
+                    vectors[t] = v
+            embedded += len(missing)
+            rows = np.asarray([vectors[t] for t in texts], dtype=np.float32).reshape(-1, store.dim)
+            if not store.put_document(source, document_version(record.content_hash, record.meta_hash), texts, rows,
+                                      conn):
+                break  # an unwritable store: answers embed what they need
     return embedded, time.perf_counter() - t0
 
 
