@@ -279,3 +279,36 @@ def test_the_fragment_check_counts_content_words_as_content_words_does():
     for n in (1, 3, 5):
         assert [extractive._content_words_at_least(s, n) for s in sentences] == \
             [len(content_words(s)) >= n for s in sentences]
+
+
+@pytest.mark.slow
+def test_server_mode_another_machines_document_is_embedded_once_and_forgotten_when_deleted(
+        chroma_server, tmp_path, counted):
+    """Two processes with their own data dirs share one `chroma run`: the sentences of a document the other
+    one ingested are embedded here on first use (then kept in this data dir), and dropped here once this
+    process learns the document was deleted."""
+    from assistant.config import Settings
+    from test_server_mode import NEW, _other_process
+
+    host, port, _ = chroma_server
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "vacherin.md").write_text(NEW, encoding="utf-8")
+    (folder / "observatoire.txt").write_text(DOCS["observatoire.txt"], encoding="utf-8")
+    assert "vacherin.md" in _other_process(tmp_path, host, port, folder=folder)
+
+    here = Settings(data_dir=tmp_path / "data-b", chroma_host=host, chroma_port=port, embeddings="hashing",
+                    lexical_sync_seconds=0)
+    assistant = Assistant(here, "shared")
+    question = "Comment se déguste le vacherin Mont-d'Or ?"
+    assert "cuillère" in assistant.ask(question).text
+    (embedder,) = counted.values()
+    assert embedder.texts  # not ingested here: embedded on first use…
+    assert _rows(here, "shared", "vacherin.md") > 0
+    extractive._VECTORS.clear()  # …and kept: a new process here embeds nothing for it
+    embedder.texts.clear()
+    assert "cuillère" in assistant.ask(question).text and embedder.texts == []
+
+    _other_process(tmp_path, host, port, delete="vacherin.md")
+    assistant.retriever.search("vacherin Mont-d'Or cuillère")  # this process's index learns of the delete
+    assert _rows(here, "shared", "vacherin.md") == 0
