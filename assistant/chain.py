@@ -216,6 +216,7 @@ class Assistant:
             query_vector=state.get("vector"),
             documents=state["neutral_documents"],
             deadline=time.monotonic() + max(state.get("llm_left", self.settings.llm_timeout), 0.0),
+            kb=self.kb,
         )
 
     def _generate(self, state: dict) -> dict:

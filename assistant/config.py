@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     local_ctx: int = Field(8192, ge=512, validation_alias=_env("ASSISTANT_LOCAL_CTX"))
     # passages handed to the generator: at least top_k; the extractive generator reranks their sentences
     answer_passages: int = Field(8, ge=1, le=50, validation_alias=_env("ASSISTANT_ANSWER_PASSAGES"))
+    # the extractive generator scores every sentence of the passages it reads by embedding similarity:
+    # embedding them at ingest (a step after the passages are written; ~doubles the embedding work)
+    # makes a question nobody asked before as fast as a repeated one; off, they are embedded when first read
+    sentence_vectors_at_ingest: bool = Field(True, validation_alias=_env("ASSISTANT_SENTENCE_VECTORS_AT_INGEST"))
 
     # --- guards
     max_question_chars: int = Field(2000, validation_alias=_env("ASSISTANT_MAX_QUESTION_CHARS"))

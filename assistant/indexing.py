@@ -54,6 +54,8 @@ class IngestReport:
     chunks: int = 0  # passages in the knowledge base after the run
     embedded: int = 0  # passages embedded during the run
     seconds: float = 0.0
+    sentences_embedded: int = 0  # sentences embedded for the extractive generator, after the passages
+    sentence_seconds: float = 0.0  # of `seconds`: that step (the passages were searchable before it)
 
     @property
     def changed(self) -> bool:
@@ -216,6 +218,10 @@ def sync_lexical(settings: Settings, kb: str, store: VectorStore, force: bool = 
             index.apply(records=group, passages=passages)
             group = []
     index.apply(removed=removed, generation=record["generation"])
+    if removed:  # removed by another process (another machine, in server mode): their sentence vectors go
+        from assistant.generation.sentence_store import forget_documents
+
+        forget_documents(settings, kb, store.model, store.dim, removed)
     return index
 
 
@@ -431,8 +437,27 @@ def _ingest(
     writer.remove(gone)
     report.removed.extend(gone)
     report.chunks = store.count()
+    # the passages are searchable; then the sentence vectors of what was written (or is missing)
+    from assistant.generation.sentence_store import after_ingest
+
+    by_name = {f.name: f for f in files}
+    report.sentences_embedded, report.sentence_seconds = after_ingest(
+        settings, kb, embedder, state, {d.source: (d.text, ps) for d, ps, _, _ in todo},
+        lambda source: _reload(settings, by_name.get(source), metadata, max_bytes))
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _reload(settings: Settings, file: _File | None, metadata: dict, max_bytes: int):
+    """(text, passages) of an unchanged document, for a step that needs them again; None if unreadable."""
+    if file is None:
+        return None
+    try:
+        doc = documents.load(file.path, root=file.folder, metadata=metadata[file.folder].get(file.name),
+                             max_bytes=max_bytes)
+    except (documents.UnsupportedDocument, OSError):
+        return None
+    return doc.text, chunk_document(doc, settings.chunk_chars, settings.chunk_overlap_sentences)
 
 
 def _doc_meta(doc: Document) -> dict:
@@ -460,6 +485,7 @@ class _Writer:
     def __init__(self, settings: Settings, store: VectorStore, index: LexicalIndex, embedder,
                  state: dict[str, DocRecord]):
         self.store, self.index, self.embedder, self.state = store, index, embedder, state
+        self.settings = settings
         self.records = records_of(settings, store.kb, store)
         self.embed_batch = max(1, settings.embedding_batch)
         self.limit = settings.upsert_batch or store.max_batch_size
@@ -532,6 +558,9 @@ class _Writer:
         self.index.apply(removed=sources, generation=kb["generation"])
         for s in sources:
             self.state.pop(s, None)
+        from assistant.generation.sentence_store import forget_documents
+
+        forget_documents(self.settings, self.store.kb, self.store.model, self.store.dim, sources)
 
 
 # --- knowledge-base administration --------------------------------------------------------------------

@@ -45,6 +45,7 @@ MODES = {
         "api_levels": [1, 8, 32], "api_chat_requests": 96, "api_search_requests": 640,
         "api_process_clients": 8, "api_process_requests": 16,
         "scale_sizes": [10_000, 50_000, 200_000], "scale_queries": 200, "scale_before": "main",
+        "answer_piaf_articles": 40, "answer_new_questions": 100,
     },
     "quick": {
         "piaf_articles": 6, "reps": 2,
@@ -56,6 +57,7 @@ MODES = {
         "api_levels": [1, 8, 32], "api_chat_requests": 64, "api_search_requests": 320,
         "api_process_clients": 8, "api_process_requests": 8,
         "scale_sizes": [2_000], "scale_queries": 50, "scale_before": "main",
+        "answer_piaf_articles": 6, "answer_new_questions": 30,
     },
     "smoke": {
         "piaf_articles": 1, "reps": 1,
@@ -67,6 +69,7 @@ MODES = {
         "api_levels": [1, 2], "api_chat_requests": 4, "api_search_requests": 8,
         "api_process_clients": 2, "api_process_requests": 2,
         "scale_sizes": [200], "scale_queries": 5, "scale_before": None,
+        "answer_piaf_articles": 1, "answer_new_questions": 2,
     },
 }
 ALL_PARTS = (1, 2, 3, 4, 5, 6, 7, 8)
@@ -331,6 +334,17 @@ def render_table(r: dict) -> str:
     elif api:
         rows.append(("7 API", api.get("status", ""), "", ""))
     sc = r.get("scale") or {}
+    fta = sc.get("first_time_answers") or {}
+    for tree, c in (fta.get("trees") or {}).items():
+        if c.get("status") != "ok":
+            rows.append((f"8 first-time answers ({tree})", c.get("status", ""), "", ""))
+            continue
+        target = f"≤ 150 ms: {_met(fta.get('met', {}).get('first_time_p50_le_150_ms'))}" if tree == "after" else ""
+        rows.append((f"8 first-time answers, PIAF {c['passages']} passages ({tree})",
+                     f"p50 {c['first_time_ms']['p50']:.0f} ms · p95 {c['first_time_ms']['p95']:.0f} ms",
+                     f"repeated p50 {c['repeated_ms']['p50']:.0f} ms; in sequence {c['in_sequence_ms']['p50']:.0f} ms; "
+                     f"{c['first_time_sentences_embedded_per_question']} sentences embedded a question; ingest {c['ingest_s']:.1f} s (searchable {c['ingest_until_searchable_s']:.1f} s)",
+                     target))
     for size in sc.get("sizes") or []:
         for tree in ("before", "after"):
             c = (sc.get(tree) or {}).get(str(size))

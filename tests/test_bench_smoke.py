@@ -124,3 +124,17 @@ def test_scale_keys(smoke):
                 "delete_one_document_s", "hybrid_ms", "peak_rss_mb", "embed_10_passages_s"):
         assert key in cell
     assert cell["replaced_document_found"] is True
+
+
+def test_first_time_answer_keys(smoke):
+    _, r = smoke
+    fta = r["scale"]["first_time_answers"]
+    assert set(fta["trees"]) == {"after", "after_sentence_vectors_off"}  # no before tree in smoke mode
+    for cell in fta["trees"].values():
+        _ok(cell)
+        for key in ("first_time_ms", "first_time_generate_ms", "in_sequence_ms", "repeated_ms", "ingest_s",
+                    "ingest_until_searchable_s", "sentence_step_s", "first_time_sentences_embedded_per_question"):
+            assert key in cell
+    assert fta["trees"]["after"]["sentences_embedded_at_ingest"] > 0
+    assert fta["trees"]["after_sentence_vectors_off"]["sentences_embedded_at_ingest"] == 0
+    assert set(fta["met"]) == {"first_time_p50_le_150_ms"}

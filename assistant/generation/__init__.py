@@ -39,6 +39,7 @@ class GenerationRequest:
     query_vector: np.ndarray | None = None
     documents: dict[str, str] = field(default_factory=dict)  # source -> full text
     deadline: float | None = None  # time.monotonic() by which the question must be answered (LLM budget)
+    kb: str | None = None  # the knowledge base the passages come from (None: settings.kb)
 
 
 @dataclass

@@ -8,20 +8,25 @@ One to three sentences are quoted and cited; when the evidence is too weak the a
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterator, Sequence
 
 import numpy as np
 
+from assistant.citations import neutralise_markers
 from assistant.config import Settings
 from assistant.conflicts import SentenceRef, find_conflicts, relevant
 from assistant.embeddings import get_embedder
 from assistant.generation import DECLINE, Generation, GenerationRequest
 from assistant.generation.questions import counted_noun, fits, has_person, looks_like_instruction, question_kind
 from assistant.sentences import clean, sentence_spans
+from assistant.generation.sentence_store import SentenceStore
 from assistant.generation.vectors import SentenceVectors
-from assistant.language import GENERIC, TermSet, fold, content_words, detect_language, question_terms, variants
+from assistant.language import (
+    GENERIC, TermSet, content_words, detect_language, fold, question_terms, variants, words,
+)
 
 LEAD = {"fr": "D'après les sources :", "en": "According to the sources:"}
 LEAD_TRANSLATED = "According to the sources (quoted in the original {language}):"
@@ -62,38 +67,92 @@ class Candidate:
 _VECTORS: dict[str, SentenceVectors] = {}
 
 
-def _vectors(settings: Settings, embedder) -> SentenceVectors:
-    key = f"{embedder.name}|{settings.data_dir}"
+def _vectors(settings: Settings, kb: str, embedder) -> SentenceVectors:
+    """This process's sentence vectors for one knowledge base: memory, then the knowledge base's store."""
+    key = f"{embedder.name}|{settings.data_dir}|{kb}"
     if key not in _VECTORS:
-        _VECTORS[key] = SentenceVectors(embedder, settings.data_dir / "cache")
+        _VECTORS[key] = SentenceVectors(embedder, SentenceStore.of(settings, kb, embedder))
     return _VECTORS[key]
 
 
 @lru_cache(maxsize=256)
-def _document_sentences(text: str) -> tuple[tuple[int, int], ...]:
-    return tuple(sentence_spans(text))
+def _document_sentences(text: str) -> tuple[tuple[tuple[int, int], ...], tuple[int, ...] | None]:
+    """The document's sentence spans, and their ends when the spans are in order and do not overlap
+    (then the spans a passage touches are found by bisection instead of a scan of the whole document)."""
+    spans = tuple(sentence_spans(text))
+    ordered = all(a[1] <= b[0] and a[0] <= a[1] for a, b in zip(spans, spans[1:]))
+    return spans, (tuple(e for _, e in spans) if ordered else None)
+
+
+# Bump when `passage_sentences` (or the sentence splitter) changes the sentences it gives: the
+# sentence vectors stored at ingest are then filled again by the next ingest (misses cost speed only).
+SENTENCE_RULES = "1"
+
+
+def passage_sentences(text: str, start: int, end: int, document: str | None) -> list[tuple[int, int]]:
+    """The candidate sentences of one passage (`text`, at `start:end` of its document), as offsets in
+    the passage: split on the whole document when its text is known and holds the passage, else on the
+    passage alone; headings, fragments (fewer than three content words) and instruction-like lines left
+    out. The one definition of what the generator scores: ingest embeds exactly these sentences."""
+    if document is not None and document[start:end] == text:
+        spans = []
+        every, ends = _document_sentences(document)
+        # the spans ending after `start`, up to the first one starting at or after `end`
+        touched = every if ends is None else every[bisect_right(ends, start):]
+        for s, e in touched:
+            if ends is not None and s >= end:
+                break
+            cs, ce = max(s, start), min(e, end)
+            if ce - cs >= 25 and (ce - cs) >= 0.6 * (e - s):
+                spans.append((cs - start, ce - start))
+    else:
+        spans = sentence_spans(text)
+    out = []
+    for s, e in spans:
+        sentence = text[s:e]
+        if sentence.lstrip().startswith("#") or not _content_words_at_least(sentence, 3) or \
+                looks_like_instruction(sentence):
+            continue
+        out.append((s, e))
+    return out
+
+
+@lru_cache(maxsize=65536)
+def _content_count(word: str) -> int:
+    return len(content_words(word))
+
+
+def _content_words_at_least(text: str, n: int) -> bool:
+    """`len(content_words(text)) >= n`, word by word (content_words treats each word on its own), each
+    word's count cached: ingest checks every sentence of the knowledge base."""
+    count = 0
+    for word in words(text):
+        count += _content_count(word)
+        if count >= n:
+            return True
+    return False
+
+
+def document_sentence_texts(document: str, passages: Sequence) -> list[str]:
+    """Every sentence the generator may score for these passages of `document` (objects with `text`,
+    `start`, `end`), seen as the chain hands them to it: the document's own markers neutralised."""
+    neutral = neutralise_markers(document)
+    out: dict[str, None] = {}
+    for p in passages:
+        text = neutralise_markers(p.text)
+        for s, e in passage_sentences(text, p.start, p.end, neutral):
+            out[text[s:e]] = None
+    return list(out)
 
 
 def candidates(request: GenerationRequest) -> list[Candidate]:
     """Sentences of the retrieved passages (split on the whole document when its text is known), each once."""
     found: dict[tuple[str, int, int], Candidate] = {}
     for i, p in enumerate(request.passages):
-        doc = request.documents.get(p.source)
-        if doc is not None and doc[p.start : p.end] == p.text:
-            spans = []
-            for s, e in _document_sentences(doc):
-                cs, ce = max(s, p.start), min(e, p.end)
-                if ce - cs >= 25 and (ce - cs) >= 0.6 * (e - s):
-                    spans.append((cs - p.start, ce - p.start))
-        else:
-            spans = sentence_spans(p.text)
-        for s, e in spans:
-            text = p.text[s:e]
-            if text.lstrip().startswith("#") or len(content_words(text)) < 3 or looks_like_instruction(text):
-                continue
+        for s, e in passage_sentences(p.text, p.start, p.end, request.documents.get(p.source)):
             key = (p.source, p.start + s, p.start + e)
             if key not in found:
-                found[key] = Candidate(i, s, e, text, p.source, p.start + s, p.rank or i + 1)
+                found[key] = Candidate(i, s, e, p.text[s:e], p.source, p.start + s, p.rank or i + 1)
     # a sentence clipped by one passage and whole in another: keep the whole one
     out = []
     for key, c in found.items():
@@ -146,7 +205,8 @@ class ExtractiveGenerator:
         qv = request.query_vector
         if qv is None:
             qv = self.embedder.embed_query(request.standalone)
-        vectors = _vectors(self.settings, self.embedder).get([c.text for c in cands])
+        vectors = _vectors(self.settings, request.kb or self.settings.kb, self.embedder).get(
+            [c.text for c in cands], [c.source for c in cands])
         dense = vectors @ np.asarray(qv, dtype=np.float32)
         for c, ts, d in zip(cands, sets, dense):
             c.dense = float(d)
