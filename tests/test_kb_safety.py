@@ -24,8 +24,9 @@ from streamlit.testing.v1 import AppTest
 
 from assistant.config import ConfigError, Settings
 from assistant.indexing import (
-    delete_document, ingest, kb_summaries, kb_summary, kb_write_lock, list_documents, open_store,
+    delete_document, ingest, kb_summaries, kb_summary, list_documents, open_store,
 )
+from assistant.kb_lock import kb_write_lock
 from assistant.store import VectorStore, list_kbs
 from conftest import KNOWLEDGE, ROOT
 from test_cli import run
@@ -161,7 +162,7 @@ def test_a_delete_waits_for_the_ingest_in_progress(tmp_path):
     ingest(settings, docs, kb="mine")
     exe = shutil.which("assistant", path=os.path.dirname(sys.executable))
     env = {**os.environ, **HASHING, "ASSISTANT_DATA_DIR": str(data)}
-    script = ("import sys; from assistant.config import Settings; from assistant.indexing import kb_write_lock\n"
+    script = ("import sys; from assistant.config import Settings; from assistant.kb_lock import kb_write_lock\n"
               f"with kb_write_lock(Settings(data_dir={str(data)!r}), 'mine'):\n"
               "    print('held', flush=True); sys.stdin.readline()\n")
     holder = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -6,7 +6,7 @@ uses them) and then shared by the request threads: answering keeps its state per
 reloads its BM25 index by itself when an ingest rewrote it (here, in another worker or from the CLI).
 
 Writes (ingest, delete) of one knowledge base are serialised, in this process by a lock and across
-processes on this data dir (`--workers N`, the CLI, the UI) by a file lock (`assistant.indexing.kb_write_lock`);
+processes on this data dir (`--workers N`, the CLI, the UI) by a file lock (`assistant.kb_lock.kb_write_lock`);
 readers are never blocked by them. Ingest runs in a
 background thread; its job record is a JSON file under the data dir, so any worker can report it.
 """
@@ -302,7 +302,7 @@ class Service:
     def write_lock(self, kb: str, waiting=None) -> Iterator[None]:
         """One writer per knowledge base: the lock `assistant.indexing.ingest` takes too (threads of this
         process, and the other processes on this data dir: workers, the CLI, the UI)."""
-        from assistant.indexing import kb_write_lock
+        from assistant.kb_lock import kb_write_lock
 
         with kb_write_lock(self.settings, kb, waiting):
             yield
