@@ -115,6 +115,21 @@ def test_after_ingest_a_new_question_embeds_no_sentence(make_settings, tmp_path,
     assert len(embedder.texts) > 20  # the same sentences, embedded at answer time
 
 
+def test_with_an_llm_answering_ingest_embeds_no_sentence_and_the_extractive_catches_up(make_settings, tmp_path,
+                                                                                         counted):
+    """An LLM writes the answers (it reads no sentence vector): ingest skips the sentence step; back to the
+    extractive generator, the next ingest of the unchanged folder fills the store."""
+    folder = _folder(tmp_path)
+    llm = make_settings(data_dir=tmp_path / "data", embeddings="hashing", generator="openai",
+                        openai_base_url="http://127.0.0.1:9/v1")
+    report = ingest(llm, folder, kb="mine")
+    assert report.added and report.sentences_embedded == 0
+    back = make_settings(data_dir=tmp_path / "data", embeddings="hashing", generator="extractive")
+    again = ingest(back, folder, kb="mine")
+    assert not again.changed and again.sentences_embedded > 0
+    assert _rows(back, "mine") == again.sentences_embedded
+
+
 def test_document_markers_and_headings_are_stored_as_the_generator_sees_them(make_settings, tmp_path, counted):
     """A document's own "[1]" reaches the generator neutralised: the stored sentence is that text."""
     settings = make_settings(embeddings="hashing")

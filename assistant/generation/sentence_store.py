@@ -209,14 +209,16 @@ def after_ingest(settings: Settings, kb: str, embedder, current: dict, written: 
     indexed; `written`: source -> (document text, passages) of the documents this ingest wrote; `load`:
     source -> (text, passages) or None, for a document indexed earlier whose sentence vectors are
     missing or stale (a crash, the setting turned on, an older version). Documents no longer indexed
-    lose their rows. With `sentence_vectors_at_ingest` off, only that clean-up runs (and rows of the
-    documents re-written go: they belonged to the old version).
+    lose their rows. With `sentence_vectors_at_ingest` off, or an LLM answering (`resolved_generator` is
+    not `extractive`), only that clean-up runs (and rows of the documents re-written go: they belonged to
+    the old version); switching back to the extractive generator, the next ingest fills what is missing.
     Returns (sentences embedded, seconds)."""
     t0 = time.perf_counter()
     store = SentenceStore.of(settings, kb, embedder)
     stored = store.versions()
     gone = [s for s in stored if s not in current]
-    if not settings.sentence_vectors_at_ingest:
+    if not settings.sentence_vectors_at_ingest or settings.resolved_generator != "extractive":
+        # off, or an LLM writes the answers (it reads no sentence vector): only the clean-up
         store.forget(gone + [s for s in written if s in stored])
         return 0, time.perf_counter() - t0
     store.forget(gone)
