@@ -86,13 +86,18 @@ def worker(code: Path, size: int, work: Path, queries: int, label: str) -> dict:
     data = work / f"{label}-{size}" / "data"
     shutil.rmtree(docs.parent, ignore_errors=True)
     shutil.copytree(corpus / "docs", docs)
-    st = Settings(data_dir=data, embeddings="hashing", chunk_chars=600, chunk_overlap_sentences=0)
+    st = Settings(data_dir=data, embeddings="hashing", chunk_chars=600, chunk_overlap_sentences=0,
+                  **json.loads(os.environ.get("BENCH_SCALE_OVERRIDES", "{}")))
     kb = "scale"
     out: dict = {"tree": label, "code": str(code), "passages_requested": size}
 
     t = time.perf_counter()
     report = ingest(st, source_dir=docs, kb=kb)
     out["full_ingest_s"] = round(time.perf_counter() - t, 3)
+    step = getattr(report, "sentence_seconds", None)  # trees before the sentence step have none
+    if step is not None:
+        out["sentence_step_s"] = round(step, 3)
+        out["until_searchable_s"] = round(out["full_ingest_s"] - step, 3)
     out["passages"] = report.chunks
     out["documents"] = len(report.added)
     out["rss_after_full_ingest_mb"] = _rss_mb()
