@@ -96,7 +96,7 @@ def cmd_search(args, settings: Settings) -> int:
 
 def cmd_kb_list(args, settings: Settings) -> int:
     from assistant.folders import source_dir_of
-    from assistant.indexing import kb_summaries
+    from assistant.catalog import kb_summaries
 
     if args.json:  # names only: no record is read
         from assistant.store import list_kbs
@@ -113,7 +113,7 @@ def cmd_kb_list(args, settings: Settings) -> int:
 
 
 def cmd_kb_docs(args, settings: Settings) -> int:
-    from assistant.indexing import list_documents
+    from assistant.catalog import list_documents
 
     docs = list_documents(settings, args.kb)
     if args.json:
@@ -128,7 +128,8 @@ def cmd_kb_docs(args, settings: Settings) -> int:
 def cmd_kb_delete(args, settings: Settings) -> int:
     """Drop a knowledge base's index. Documents are kept, and the messages say where; the files uploaded
     to it (its folder in the data dir) go only with --delete-uploads, confirmed by the prompt or --yes."""
-    from assistant.indexing import delete_kb, kb_documents
+    from assistant.folders import kb_documents
+    from assistant.indexing import delete_kb
 
     name = args.name
     where = kb_documents(settings, name)

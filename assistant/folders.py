@@ -7,6 +7,7 @@ folder in the data directory; another knowledge base indexes the folder recorded
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from assistant import documents
@@ -80,3 +81,25 @@ def remember_source_dir(settings: Settings, kb: str, folder: Path) -> None:
     path = _kb_file(settings, kb)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"source_dir": str(folder.resolve())}))
+
+
+# The folders of a knowledge base's data dir that hold documents (uploads): the user's files, not
+# index state. Everything else there (lexical/, kb.json) is derived and goes with the index.
+DOCUMENT_FOLDERS = ("documents", "uploads")
+
+
+@dataclass
+class KbDocuments:
+    """Where a knowledge base's documents are, as `delete_kb` treats them."""
+
+    owned: list[Path]  # app-owned: its uploads folder(s) inside the data dir; removed only on request
+    outside: list[Path]  # folders of the user's (knowledge/, a folder given to `ingest`): never removed
+
+
+def kb_documents(settings: Settings, kb: str) -> KbDocuments:
+    kb = check_kb_name(kb)
+    home = settings.kb_dir(kb)
+    owned = [home / name for name in DOCUMENT_FOLDERS if (home / name).is_dir() or (home / name).is_symlink()]
+    outside = [f for f in kb_folders(settings, kb)
+               if f.is_dir() and not any(f.resolve() == o.resolve() for o in owned if not o.is_symlink())]
+    return KbDocuments(owned=owned, outside=outside)

@@ -30,10 +30,10 @@ from assistant.chunking import chunk_document
 from assistant.config import Settings
 from assistant.embeddings import get_embedder
 from assistant.folders import (
-    ReadOnlyDocument, delete_refusal, document_file, kb_folders, remember_source_dir, upload_dir_of,
+    DOCUMENT_FOLDERS, ReadOnlyDocument, delete_refusal, document_file, kb_folders, remember_source_dir,
 )
 from assistant.kb_lock import kb_write_lock
-from assistant.lexical import DocRecord, LexicalIndex, LocalRecords, detect_language, fingerprint
+from assistant.lexical import DocRecord, LexicalIndex, LocalRecords, detect_language
 from assistant.models import Document, Passage
 from assistant.store import KB_RECORD, StoreError, VectorStore, check_kb_name, drop_kb, passage_key
 
@@ -59,17 +59,6 @@ class IngestReport:
     @property
     def changed(self) -> bool:
         return bool(self.added or self.updated or self.removed)
-
-
-@dataclass
-class DocumentInfo:
-    source: str
-    title: str
-    chunks: int
-    content_hash: str
-    size: int
-    indexed_at: str
-    complete: bool
 
 
 def open_store(settings: Settings, kb: str | None = None, create: bool = True) -> VectorStore:
@@ -168,7 +157,7 @@ def records_of(settings: Settings, kb: str, store: VectorStore):
     return store if settings.chroma_host else LocalRecords(open_lexical(settings, kb))
 
 
-def _kb_record(store: VectorStore, records, language_texts: list[str] | None = None) -> dict:
+def kb_record(store: VectorStore, records, language_texts: list[str] | None = None) -> dict:
     """The knowledge base's record; made when missing (from the passages' metadata if there are any)."""
     record = records.kb_record()
     if record is not None:
@@ -190,7 +179,7 @@ def sync_lexical(settings: Settings, kb: str, store: VectorStore, force: bool = 
     them when the mirror is missing, was built from another collection or language, or `force`."""
     index = open_lexical(settings, kb)
     records = records_of(settings, kb, store)
-    record = _kb_record(store, records)
+    record = kb_record(store, records)
     collection, language = store.collection_id, record.get("language") or "french"
     if (not force and index.generation == record["generation"] and index.collection == collection
             and index.language == language):
@@ -359,7 +348,7 @@ def _ingest(
         todo.append((doc, passages, meta, file.digest))
 
     if index is None:  # the first write: the knowledge base's record, its stemming language from these texts
-        _kb_record(store, records_of(settings, kb, store), [p.text for _, ps, _, _ in todo for p in ps][:500])
+        kb_record(store, records_of(settings, kb, store), [p.text for _, ps, _, _ in todo for p in ps][:500])
         index = sync_lexical(settings, kb, store)
     writer = _Writer(settings, store, index, embedder, state)
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -510,49 +499,7 @@ class _Writer:
         forget_documents(self.settings, self.store.kb, self.store.model, self.store.dim, sources)
 
 
-# --- knowledge-base administration --------------------------------------------------------------------
-def list_documents(settings: Settings, kb: str | None = None) -> list[DocumentInfo]:
-    kb = check_kb_name(kb or settings.kb)
-    index = sync_lexical(settings, kb, open_store(settings, kb, create=False))
-    return [
-        DocumentInfo(source=source, title=r.title or source, chunks=len(r.ids), content_hash=r.content_hash,
-                     size=int(r.size or 0), indexed_at=r.indexed_at or "", complete=r.complete)
-        for source, r in sorted(index.documents().items())
-    ]
-
-
-@dataclass
-class KbSummary:
-    name: str
-    documents: int
-    passages: int  # the passages the documents' records list (as `list_documents` counts them)
-
-
-def kb_summary(settings: Settings, kb: str, store: VectorStore | None = None) -> KbSummary:
-    """Counts of a knowledge base from its per-document records alone: no passage is read (except once,
-    for a knowledge base that has no records yet, from the passages' metadata)."""
-    kb = check_kb_name(kb)
-    store = store or VectorStore(settings, kb, None, None, create=False)  # no embedder: any model will do
-    records = records_of(settings, kb, store)
-    _kb_record(store, records)
-    docs = [DocRecord.from_meta(m) for m in records.state_records() if m.get("source") != KB_RECORD]
-    return KbSummary(kb, len(docs), sum(len(d.ids) for d in docs))
-
-
-def kb_summaries(settings: Settings) -> list[KbSummary]:
-    """Every knowledge base with its counts (`assistant kb list`, `GET /v1/kbs`); a knowledge base
-    dropped between the listing and its count is left out."""
-    from assistant.store import KnowledgeBaseMissing, list_kbs
-
-    out = []
-    for kb in list_kbs(settings):
-        try:
-            out.append(kb_summary(settings, kb))
-        except KnowledgeBaseMissing:
-            continue
-    return out
-
-
+# --- removing documents and knowledge bases ------------------------------------------------------------
 def delete_document(settings: Settings, source: str, kb: str | None = None, remove_file: bool = True) -> bool:
     """Remove a document's passages from the index at once (and its file from its folder). The file of a
     read-only folder (knowledge/ of `default`) is never removed: `ReadOnlyDocument`, nothing changed."""
@@ -573,28 +520,6 @@ def delete_document(settings: Settings, source: str, kb: str | None = None, remo
     return entry is not None
 
 
-# The folders of a knowledge base's data dir that hold documents (uploads): the user's files, not
-# index state. Everything else there (lexical/, kb.json) is derived and goes with the index.
-_DOCUMENT_FOLDERS = ("documents", "uploads")
-
-
-@dataclass
-class KbDocuments:
-    """Where a knowledge base's documents are, as `delete_kb` treats them."""
-
-    owned: list[Path]  # app-owned: its uploads folder(s) inside the data dir; removed only on request
-    outside: list[Path]  # folders of the user's (knowledge/, a folder given to `ingest`): never removed
-
-
-def kb_documents(settings: Settings, kb: str) -> KbDocuments:
-    kb = check_kb_name(kb)
-    home = settings.kb_dir(kb)
-    owned = [home / name for name in _DOCUMENT_FOLDERS if (home / name).is_dir() or (home / name).is_symlink()]
-    outside = [f for f in kb_folders(settings, kb)
-               if f.is_dir() and not any(f.resolve() == o.resolve() for o in owned if not o.is_symlink())]
-    return KbDocuments(owned=owned, outside=outside)
-
-
 def delete_kb(settings: Settings, kb: str, delete_uploads: bool = False) -> bool:
     """Drop a knowledge base's index: its collections and its derived state in the data dir. Documents
     are kept: the folders of the user's (knowledge/, a folder given to `ingest`) always, the uploads
@@ -605,16 +530,10 @@ def delete_kb(settings: Settings, kb: str, delete_uploads: bool = False) -> bool
         folder = settings.kb_dir(kb)
         if folder.is_dir():
             for child in folder.iterdir():
-                if child.name in _DOCUMENT_FOLDERS and not delete_uploads:
+                if child.name in DOCUMENT_FOLDERS and not delete_uploads:
                     continue
                 existed = True
                 shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
             if not any(folder.iterdir()):
                 folder.rmdir()
     return existed
-
-
-def kb_content_hash(settings: Settings, kb: str | None = None) -> str:
-    """One hash of the knowledge base's documents (names + content hashes), for eval reports."""
-    docs = list_documents(settings, kb)
-    return fingerprint([f"{d.source}:{d.content_hash}" for d in docs])[:16]

@@ -6,7 +6,8 @@ import textwrap
 
 import pytest
 
-from assistant.indexing import delete_document, delete_kb, ingest, list_documents
+from assistant.catalog import list_documents
+from assistant.indexing import delete_document, delete_kb, ingest
 from assistant.retrieval import open_retriever
 from assistant.store import EmbeddingMismatch, StoreError, list_kbs
 

@@ -14,7 +14,8 @@ import sys
 import pytest
 
 from assistant import documents
-from assistant.indexing import ingest, list_documents
+from assistant.catalog import list_documents
+from assistant.indexing import ingest
 from assistant.retrieval import open_retriever
 
 from conftest import KNOWLEDGE

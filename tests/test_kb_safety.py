@@ -23,9 +23,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from assistant.config import ConfigError, Settings
-from assistant.indexing import (
-    delete_document, ingest, kb_summaries, kb_summary, list_documents, open_store,
-)
+from assistant.catalog import kb_summaries, kb_summary, list_documents
+from assistant.indexing import delete_document, ingest, open_store
 from assistant.kb_lock import kb_write_lock
 from assistant.store import VectorStore, list_kbs
 from conftest import KNOWLEDGE, ROOT

@@ -15,7 +15,8 @@ import textwrap
 import pytest
 
 from assistant.config import Settings
-from assistant.indexing import ingest, list_documents
+from assistant.catalog import list_documents
+from assistant.indexing import ingest
 from assistant.retrieval import open_retriever
 
 from conftest import KNOWLEDGE, ROOT

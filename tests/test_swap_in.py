@@ -4,7 +4,8 @@ import pytest
 from assistant.evaluation.dataset import load_dataset
 from assistant.evaluation.importers import import_squad
 from assistant.evaluation.metrics import hit_at_k
-from assistant.indexing import ingest, list_documents
+from assistant.catalog import list_documents
+from assistant.indexing import ingest
 from assistant.retrieval import open_retriever
 
 from conftest import SHARED

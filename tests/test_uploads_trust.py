@@ -15,7 +15,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from assistant.folders import ReadOnlyDocument, delete_refusal, read_only_dirs, upload_dir_of
-from assistant.indexing import delete_document, delete_kb, ingest, list_documents
+from assistant.catalog import list_documents
+from assistant.indexing import delete_document, delete_kb, ingest
 from assistant.retrieval import open_retriever
 from ui.uploads import save_upload
 

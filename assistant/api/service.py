@@ -134,7 +134,7 @@ class Service:
     def kb_summaries(self) -> list[dict]:
         """Every knowledge base with its document and passage counts, from the per-document records
         (no passage is read: the cost is one record per document)."""
-        from assistant.indexing import kb_summaries
+        from assistant.catalog import kb_summaries
 
         try:
             return [asdict(s) for s in kb_summaries(self.settings)]
@@ -219,7 +219,7 @@ class Service:
 
     # --- documents
     def documents(self, kb: str) -> list[dict]:
-        from assistant.indexing import list_documents
+        from assistant.catalog import list_documents
 
         kb = self._check_kb(kb)
         try:

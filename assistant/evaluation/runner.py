@@ -132,7 +132,7 @@ def git_commit() -> str | None:
 
 def run_config(settings: Settings, kb: str, k: int, dataset: str | Path | None) -> dict[str, Any]:
     from assistant.embeddings import get_embedder
-    from assistant.indexing import kb_content_hash, list_documents
+    from assistant.catalog import kb_content_hash, list_documents
     from assistant.store import StoreError
 
     try:
@@ -164,7 +164,8 @@ def run_config(settings: Settings, kb: str, k: int, dataset: str | Path | None) 
 def prepare_kb(settings: Settings, kb: str, ingest_dir: str | Path | None = None) -> str | None:
     """Ingest `ingest_dir` into `kb` when given; index the default articles when the default knowledge
     base is still empty. Returns a note for the user, or None when nothing was done."""
-    from assistant.indexing import ingest, list_documents
+    from assistant.catalog import list_documents
+    from assistant.indexing import ingest
     from assistant.store import StoreError
 
     if ingest_dir is not None:

@@ -7,7 +7,8 @@ import pandas as pd
 import streamlit as st
 
 from assistant.folders import delete_refusal, read_only_dirs, source_dir_of, upload_dir_of
-from assistant.indexing import delete_document, ingest, list_documents
+from assistant.catalog import list_documents
+from assistant.indexing import delete_document, ingest
 from assistant.store import KnowledgeBaseMissing, StoreError, check_kb_name, list_kbs
 from ui import state
 from ui.render import alert_text as esc
