@@ -192,7 +192,7 @@ def cli_cold_start(cfg: dict, data: Path, work: Path | None = None) -> dict:
     before_ref = cfg.get("cold_before", COLD_BEFORE)
     before_note = "not run"
     if before_ref and work is not None:
-        from bench_scale import before_tree
+        from bench_common import before_tree
 
         code, before_note = before_tree(before_ref, work / "cold")
         if code is not None:

@@ -1,7 +1,9 @@
 """Small helpers shared by the benchmark parts: timing, summaries, machine facts, settings."""
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import platform
 import statistics
 import subprocess
@@ -177,3 +179,32 @@ def now_iso() -> str:
 
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def child_json(script: Path, args: list[str], code: Path) -> dict:
+    """Run a benchmark worker (`script args`) in a child process importing the tree at `code`; its last
+    line of output is its JSON result, returned with status "ok" (or just the status of its failure)."""
+    env = clean_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(code), str(Path(__file__).resolve().parent)])
+    proc = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        tail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode
+        return {"status": f"error: {tail}"[:400]}
+    cell = json.loads(proc.stdout.strip().splitlines()[-1])
+    cell["status"] = "ok"
+    return cell
+
+
+def before_tree(ref: str, work: Path) -> tuple[Path | None, str]:
+    """The files of git ref `ref` in `work/before-code` (git archive), with the commit they are."""
+    dest = work / "before-code"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", ref], cwd=ROOT, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        shutil.rmtree(dest, ignore_errors=True)
+        dest.mkdir(parents=True)
+        archive = subprocess.run(["git", "archive", ref, "assistant"], cwd=ROOT, capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        return None, f"skipped: no tree for {ref!r} ({exc})"
+    return dest, commit
